@@ -1,0 +1,29 @@
+# Two entry points, both self-contained on a machine with only Python and make:
+#   make demo  -- create .venv, install scalarjax, run the main job on the embedded default data
+#   make test  -- create .venv, install scalarjax with its test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scalarjax.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) experiments/bench_inference.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
