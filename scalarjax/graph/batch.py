@@ -1,0 +1,145 @@
+"""Configurations → padded ``jraph.GraphsTuple`` batches with a small set of static shapes.
+
+Graph layout (all numpy on the host, moved to the device by the jitted consumer):
+
+* ``nodes``: ``positions [N, 3]`` Å, ``species [N]`` int32 index into the model's element table,
+  ``forces [N, 3]`` eV/Å (label; zeros where absent);
+* ``edges``: ``shifts [E, 3]`` integer cell shifts (edge vector ``x_r − x_s + shifts · cell``);
+* ``globals``: ``cell [G, 3, 3]`` Å, ``pbc [G, 3]``, ``energy [G]`` eV, ``stress [G, 6]`` eV/Å³
+  (Voigt, ASE sign), ``weight``, per-property weights and ``has_energy / has_forces / has_stress``
+  masks (1.0 where the label exists), ``n_atoms [G]``.
+
+Padding contract (what every consumer may rely on and every backbone must keep):
+
+1. Padding is appended by ``jraph.pad_with_graphs``: real nodes/edges/graphs come first, then one
+   graph holding all padding nodes and edges, then empty graphs. ``jraph.get_*_padding_mask``
+   give the masks.
+2. Padded edges connect a padding node to itself with zero shift. The potential replaces their
+   vectors by a constant beyond ``r_max`` before any norm is taken, so they carry no gradient
+   and no NaN; backbones multiply edge weights by the edge mask.
+3. Padded nodes' energies are multiplied by the node mask before the per-graph sum, so they
+   contribute exactly zero to energies, forces and stress, and get zero force.
+4. Padded graphs have a zero cell; their volume is treated as 1 for the stress division and
+   their stress is zero.
+
+Buckets: node and edge counts are rounded up to the grid ``{4, 5, 6, 7} × 2^k`` (steps of at most
+25%), so a data set compiles once per distinct (nodes, edges) bucket pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+import jraph
+import numpy as np
+from ase.data import chemical_symbols
+
+from scalarjax.data.configuration import Configuration
+from scalarjax.graph.neighbors import neighbor_list
+
+
+@dataclasses.dataclass(frozen=True)
+class ElementTable:
+    """The model's elements: atomic number ↔ species index (sorted by atomic number)."""
+
+    atomic_numbers: tuple[int, ...]
+
+    def __post_init__(self):
+        zs = tuple(sorted(int(z) for z in set(self.atomic_numbers)))
+        if not zs:
+            raise ValueError("a model needs at least one element")
+        object.__setattr__(self, "atomic_numbers", zs)
+
+    def __len__(self) -> int:
+        return len(self.atomic_numbers)
+
+    def index(self, numbers: np.ndarray, source: str = "configuration") -> np.ndarray:
+        numbers = np.asarray(numbers, dtype=np.int64)
+        lookup = np.full(max(max(self.atomic_numbers), int(numbers.max(initial=0))) + 1, -1, np.int32)
+        lookup[list(self.atomic_numbers)] = np.arange(len(self.atomic_numbers), dtype=np.int32)
+        idx = lookup[numbers]
+        if (idx < 0).any():
+            unknown = sorted({int(z) for z in numbers[idx < 0]})
+            names = ", ".join(f"{chemical_symbols[z] if z < len(chemical_symbols) else '?'} (Z={z})" for z in unknown)
+            known = ", ".join(chemical_symbols[z] for z in self.atomic_numbers)
+            raise ValueError(f"{source}: unknown element(s) {names}; the model knows {known}")
+        return idx
+
+
+def bucket_size(n: int, minimum: int = 4) -> int:
+    """Smallest size ≥ n on the grid {4, 5, 6, 7} × 2^k."""
+    n = max(int(n), minimum)
+    k = max(int(np.floor(np.log2(n))) - 2, 0)
+    while True:
+        for m in (4, 5, 6, 7):
+            if m * 2**k >= n:
+                return m * 2**k
+        k += 1
+
+
+def configuration_to_graph(config: Configuration, elements: ElementTable, r_max: float) -> jraph.GraphsTuple:
+    """One configuration → an unpadded single-graph ``GraphsTuple`` (numpy)."""
+    species = elements.index(config.species, config.source or "configuration")
+    senders, receivers, shifts = neighbor_list(config.positions, config.cell, config.pbc, r_max, config.source or "configuration")
+    n = config.n_atoms
+
+    def lab(x, shape):
+        return (np.zeros(shape), 0.0) if x is None else (np.asarray(x, np.float64).reshape(shape), 1.0)
+
+    energy, has_e = lab(config.energy, ())
+    forces, has_f = lab(config.forces, (n, 3))
+    stress, has_s = lab(config.stress, (6,))
+    return jraph.GraphsTuple(
+        nodes={"positions": config.positions.astype(np.float64), "species": species, "forces": forces},
+        edges={"shifts": shifts},
+        globals={
+            "cell": config.cell[None].astype(np.float64),
+            "pbc": np.asarray(config.pbc, bool)[None],
+            "energy": np.asarray([energy]),
+            "stress": stress[None],
+            "weight": np.asarray([config.weight]),
+            "energy_weight": np.asarray([config.energy_weight]),
+            "forces_weight": np.asarray([config.forces_weight]),
+            "stress_weight": np.asarray([config.stress_weight]),
+            "has_energy": np.asarray([has_e]),
+            "has_forces": np.asarray([has_f]),
+            "has_stress": np.asarray([has_s if any(config.pbc) else 0.0]),
+            "n_atoms": np.asarray([float(n)]),
+        },
+        senders=senders,
+        receivers=receivers,
+        n_node=np.asarray([n], np.int32),
+        n_edge=np.asarray([len(senders)], np.int32),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PadSize:
+    n_node: int
+    n_edge: int
+    n_graph: int
+
+
+def pad_size_for(graphs: Sequence[jraph.GraphsTuple], n_graph: int | None = None) -> PadSize:
+    """Bucketed padding for a list of graphs batched together (room for ≥1 padding node)."""
+    nodes = sum(int(g.n_node.sum()) for g in graphs)
+    edges = sum(int(g.n_edge.sum()) for g in graphs)
+    return PadSize(bucket_size(nodes + 1), bucket_size(edges), (n_graph or len(graphs)) + 1)
+
+
+def batch_graphs(graphs: Sequence[jraph.GraphsTuple], size: PadSize | None = None) -> jraph.GraphsTuple:
+    """Batch and pad (to ``size`` or to the bucket of the batch)."""
+    size = size or pad_size_for(graphs)
+    batched = jraph.batch_np(list(graphs))
+    return jraph.pad_with_graphs(batched, size.n_node, size.n_edge, size.n_graph)
+
+
+def batches(
+    graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0
+) -> Iterable[jraph.GraphsTuple]:
+    """Padded batches of ``batch_size`` graphs; the graph axis is always ``batch_size + 1``."""
+    order = np.random.default_rng(seed).permutation(len(graphs)) if shuffle else np.arange(len(graphs))
+    for start in range(0, len(order), batch_size):
+        chunk = [graphs[i] for i in order[start : start + batch_size]]
+        yield batch_graphs(chunk, pad_size_for(chunk, batch_size))

@@ -1,0 +1,144 @@
+"""MACE's symmetric contraction (higher body-order product basis), per channel and per species.
+
+For every channel ``c`` of node ``n`` with species ``s`` and every output irrep ``L``
+
+    B[n, L, M, c] = Σ_{ν=1..correlation} Σ_p w_{s, L, ν}[p, c] · Σ_{i1..iν} U^{L,ν}_{i1..iν; p, M} · A[n, i1, c] ⋯ A[n, iν, c]
+
+where ``A[n, :, c]`` is the channel's vector over the input irreps (e.g. 0e+1o+2e+3o, 16
+numbers) and ``U^{L,ν}`` is e3nn's reduced basis of symmetric tensors of order ν that transform as
+``L`` (``e3nn.reduced_symmetric_tensor_product_basis``).
+
+Because ``U`` is symmetric in ``i1..iν`` the inner sum runs over the *monomials*
+``A_{i1} ⋯ A_{iν}`` with ``i1 ≤ … ≤ iν`` (816 for ν=3 on 16 inputs), with coefficients summed over
+permutations; monomials no output uses are pruned. The per-species weights are folded into the
+basis once per call (``W_s[k, M, c] = Σ_p U[k, p, M] w_s[p, c]``, independent of the number of
+atoms), so the per-atom work is one monomial build and one contraction over ``k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+
+import e3nn_jax as e3nn
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scalarjax.nn.features import Features
+
+
+@dataclasses.dataclass(frozen=True)
+class ContractionPlan:
+    mono_index: tuple  # per degree ν ≥ 2: (prefix index into degree ν-1 monomials, index into A)
+    mono_keep: tuple  # per degree ν: which monomials of that degree enter the final list
+    U: dict  # L → [K, P_L, 2L+1] coefficients on the kept monomials (all degrees stacked)
+    num_paths: dict  # L → tuple(P_{L,ν} for ν = 1..correlation)
+
+
+@functools.lru_cache(maxsize=None)
+def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> ContractionPlan:
+    irreps = e3nn.Irreps("+".join(irreps_in))
+    D = irreps.dim
+    monos = [[(i,) for i in range(D)]]  # all sorted tuples of each degree
+    for nu in range(2, correlation + 1):
+        monos.append(list(itertools.combinations_with_replacement(range(D), nu)))
+
+    # Coefficients of every sorted monomial for every (L, ν, path, M).
+    coeffs = {}  # (L, ν) → [n_monos_ν, P, 2L+1]
+    for nu in range(1, correlation + 1):
+        basis = e3nn.reduced_symmetric_tensor_product_basis(irreps, nu, keep_ir=list(irreps_out))
+        flat = np.asarray(basis.array).reshape(D**nu, -1)
+        key = {t: j for j, t in enumerate(monos[nu - 1])}
+        rows = np.array([key[tuple(sorted(t))] for t in itertools.product(range(D), repeat=nu)])
+        summed = np.zeros((len(monos[nu - 1]), flat.shape[1]))
+        np.add.at(summed, rows, flat)
+        for (mul, ir), sl in zip(basis.irreps, basis.irreps.slices()):
+            coeffs[(str(ir), nu)] = summed[:, sl].reshape(-1, mul, ir.dim)
+    for L in irreps_out:
+        for nu in range(1, correlation + 1):
+            coeffs.setdefault((L, nu), np.zeros((len(monos[nu - 1]), 0, e3nn.Irrep(L).dim)))
+
+    # Prune: keep a monomial if some output uses it, or a higher degree is built from it.
+    used = [np.zeros(len(m), bool) for m in monos]
+    for (L, nu), c in coeffs.items():
+        used[nu - 1] |= np.abs(c).reshape(c.shape[0], -1).max(axis=1, initial=0.0) > 1e-10
+    needed = [u.copy() for u in used]
+    for nu in range(correlation, 1, -1):
+        key = {t: j for j, t in enumerate(monos[nu - 2])}
+        for j in np.flatnonzero(needed[nu - 1]):
+            needed[nu - 2][key[monos[nu - 1][j][:-1]]] = True
+    # Index maps to build degree ν from the *needed* monomials of degree ν-1 times one input.
+    mono_index = []
+    for nu in range(2, correlation + 1):
+        prev = [monos[nu - 2][j] for j in np.flatnonzero(needed[nu - 2])]
+        key = {t: j for j, t in enumerate(prev)}
+        cur = [monos[nu - 1][j] for j in np.flatnonzero(needed[nu - 1])]
+        mono_index.append((np.array([key[t[:-1]] for t in cur]), np.array([t[-1] for t in cur])))
+    # Among the needed monomials of each degree, those that enter the contraction.
+    mono_keep = tuple(np.flatnonzero(used[nu][needed[nu]]) for nu in range(correlation))
+    U, num_paths = {}, {}
+    for L in irreps_out:
+        blocks, P = [], [coeffs[(L, nu)].shape[1] for nu in range(1, correlation + 1)]
+        for nu in range(1, correlation + 1):
+            c = coeffs[(L, nu)][used[nu - 1]]  # [K_ν, P_ν, M]
+            block = np.zeros((c.shape[0], sum(P), c.shape[2]))
+            off = sum(P[: nu - 1])
+            block[:, off : off + P[nu - 1]] = c
+            blocks.append(block)
+        U[L] = np.concatenate(blocks, axis=0)
+        num_paths[L] = tuple(P)
+    return ContractionPlan(tuple(mono_index), mono_keep, U, num_paths)
+
+
+def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> jnp.ndarray:
+    """``A``: ``[N, D, C]`` → ``[N, K, C]`` kept monomials of degrees 1..correlation."""
+    prev, out = A, [A[:, plan.mono_keep[0]]]
+    for (pre, last), keep in zip(plan.mono_index, plan.mono_keep[1:]):
+        prev = prev[:, pre] * A[:, last]
+        out.append(prev[:, keep])
+    return jnp.concatenate(out, axis=1)
+
+
+class SymmetricContraction(nn.Module):
+    """``{ir: [N, 2l+1, C]}`` (all input irreps, equal C) → ``{L: [N, 2L+1, C]}``.
+
+    Weights ``w[L]``: ``[S, P_L, C]`` (P_L paths summed over ν), initialised N(0,1)/P_{L,ν} as in MACE.
+    """
+
+    irreps_out: tuple[str, ...]
+    correlation: int
+    num_species: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Features, onehot: jnp.ndarray) -> Features:
+        keys = tuple(sorted(x, key=e3nn.Irrep))
+        plan = contraction_plan(keys, self.correlation, self.irreps_out)
+        A = jnp.concatenate([x[k] for k in keys], axis=1)  # [N, D, C]
+        C = A.shape[-1]
+        monos = symmetric_monomials(plan, A)  # [N, K, C]
+
+        W, dims = [], []
+        for L in self.irreps_out:
+            P = plan.num_paths[L]
+
+            def init(key, shape, P=P):
+                scale = np.concatenate([np.full(p, 1.0 / max(p, 1)) for p in P])
+                return jax.random.normal(key, shape, self.dtype) * jnp.asarray(scale, self.dtype)[None, :, None]
+
+            w = self.param(f"w_{L}", init, (self.num_species, sum(P), C))
+            W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), w))
+            dims.append(plan.U[L].shape[2])
+        W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
+        if self.num_species == 1:
+            B = jnp.einsum("nkc,kmc->nmc", monos, W[0])
+        else:
+            B = sum(onehot[:, s, None, None] * jnp.einsum("nkc,kmc->nmc", monos, W[s]) for s in range(self.num_species))
+        out, start = {}, 0
+        for L, d in zip(self.irreps_out, dims):
+            out[L] = B[:, start : start + d]
+            start += d
+        return out

@@ -1,0 +1,81 @@
+"""Energy, forces and stress of padded batches by automatic differentiation.
+
+For graph g with atoms x_i, cell rows L (Å) and a symmetric strain ε_g applied as
+x → x(1 + ε_g), L → L(1 + ε_g), every edge vector becomes r_e (1 + ε_g) with
+r_e = x_r − x_s + S_e L. With E_g the graph's energy (eV):
+
+    F_i = −∂E/∂x_i                                  [N, 3] eV/Å
+    σ_g = (1/V_g) ∂E_g/∂ε_g |_{ε=0}                  [G, 3, 3] eV/Å³ (ASE's sign: positive under tension)
+
+Forces and stress come from one reverse pass over (x, ε). Non-periodic graphs get zero stress
+and ``has_stress = 0``; padded atoms get zero force (see :mod:`scalarjax.graph.batch`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import jraph
+
+from scalarjax.data.configuration import full_to_voigt  # noqa: F401  (re-exported for users)
+
+
+def edge_vectors(positions, cell, shifts, senders, receivers, edge_graph):
+    """``r_e = x_r − x_s + S_e · L_g`` : ``[E, 3]`` Å."""
+    return positions[receivers] - positions[senders] + jnp.einsum("ei,eij->ej", shifts, cell[edge_graph])
+
+
+def graph_index(graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Graph id of every node ``[N]`` and edge ``[E]``."""
+    n_graph = graph.n_node.shape[0]
+    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=graph.nodes["species"].shape[0])
+    return node_graph, node_graph[graph.senders]
+
+
+def make_energy_fn(apply_fn: Callable, r_max: float, dtype) -> Callable:
+    """``(params, graph, positions, strain) → per-graph energies [G]`` (eV); the differentiable core."""
+
+    def energy_fn(params, graph: jraph.GraphsTuple, positions, strain):
+        n_graph = graph.n_node.shape[0]
+        node_mask = jraph.get_node_padding_mask(graph).astype(dtype)
+        edge_mask = jraph.get_edge_padding_mask(graph)
+        node_graph, edge_graph = graph_index(graph)
+        cell = graph.globals["cell"].astype(dtype)
+        vec = edge_vectors(positions, cell, graph.edges["shifts"].astype(dtype), graph.senders, graph.receivers, edge_graph)
+        sym = 0.5 * (strain + jnp.swapaxes(strain, -1, -2))
+        vec = vec + jnp.einsum("ei,eij->ej", vec, sym[edge_graph])
+        # Padded edges get a constant vector beyond the cutoff: no norm of zero, no gradient.
+        far = jnp.asarray([0.0, 0.0, 2.0 * r_max], dtype)
+        vec = jnp.where(edge_mask[:, None], vec, far)
+        node_e = apply_fn(params, graph.nodes["species"], vec, graph.senders, graph.receivers, edge_mask.astype(dtype), node_mask)
+        return jax.ops.segment_sum(node_e * node_mask, node_graph, num_segments=n_graph)
+
+    return energy_fn
+
+
+def make_potential(apply_fn: Callable, r_max: float, dtype, compute_stress: bool = True) -> Callable:
+    """``(params, graph) → {"energy" [G], "forces" [N, 3], "stress" [G, 3, 3]}`` (not jitted)."""
+    energy_fn = make_energy_fn(apply_fn, r_max, dtype)
+
+    def potential(params, graph: jraph.GraphsTuple) -> dict:
+        positions = graph.nodes["positions"].astype(dtype)
+        n_graph = graph.n_node.shape[0]
+        strain = jnp.zeros((n_graph, 3, 3), dtype)
+
+        def total(pos, eps):
+            e = energy_fn(params, graph, pos, eps)
+            return jnp.sum(e), e
+
+        argnums = (0, 1) if compute_stress else (0,)
+        (_, energy), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(positions, strain)
+        out = {"energy": energy, "forces": -grads[0]}
+        if compute_stress:
+            volume = jnp.abs(jnp.linalg.det(graph.globals["cell"].astype(dtype)))
+            periodic = jnp.any(graph.globals["pbc"], axis=-1) & (volume > 0)
+            safe_v = jnp.where(periodic, volume, 1.0)
+            out["stress"] = jnp.where(periodic[:, None, None], grads[1] / safe_v[:, None, None], 0.0)
+        return out
+
+    return potential
