@@ -79,3 +79,38 @@ def make_potential(apply_fn: Callable, r_max: float, dtype, compute_stress: bool
         return out
 
     return potential
+
+
+class Potential:
+    """A model, its parameters and the jitted ``(params, padded graph) → E, F, σ`` function.
+
+    ``compile_count`` is the number of distinct input shapes compiled so far (the recompilation
+    counter used by tests and benchmarks).
+    """
+
+    def __init__(self, config, params=None, seed: int = 0):
+        from scalarjax.graph.batch import ElementTable
+        from scalarjax.model import build_model, init_params
+
+        self.config = config
+        self.model = build_model(config)
+        self.elements = ElementTable(config.atomic_numbers)
+        self.dtype = jnp.dtype(config.dtype)
+        self.params = params if params is not None else init_params(self.model, seed)
+        self._fns = {}
+
+    def function(self, compute_stress: bool = True) -> Callable:
+        if compute_stress not in self._fns:
+            fn = make_potential(self.model.apply, self.config.r_max, self.dtype, compute_stress)
+            self._fns[compute_stress] = jax.jit(fn)
+        return self._fns[compute_stress]
+
+    def __call__(self, graph: jraph.GraphsTuple, compute_stress: bool = True) -> dict:
+        return self.function(compute_stress)(self.params, graph)
+
+    @property
+    def compile_count(self) -> int:
+        return sum(f._cache_size() for f in self._fns.values())
+
+    def num_params(self) -> int:
+        return int(sum(x.size for x in jax.tree.leaves(self.params)))

@@ -14,3 +14,36 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference data not found at {path} (set SCALARJAX_DATA)")
     return path
+
+
+# The physics tests run in float64; the library itself never flips this flag.
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+# A tiny MACE (fast to compile) that still exercises every path: two species, max_ell 2,
+# correlation 3, two interactions, non-trivial E0s and shift.
+TINY = {
+    "r_max": 3.5,
+    "num_bessel": 4,
+    "max_ell": 2,
+    "hidden_irreps": "8x0e+8x1o",
+    "correlation": 3,
+    "num_interactions": 2,
+    "mlp_irreps": "4x0e",
+    "radial_mlp": (8, 8),
+    "avg_num_neighbors": 8.0,
+    "atomic_numbers": (8, 14),
+    "atomic_energies": (-2.0, -3.5),
+    "shift": 0.25,
+    "scale": 1.7,
+    "dtype": "float64",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_potential():
+    from scalarjax.config import load_model_config
+    from scalarjax.potential import Potential
+
+    return Potential(load_model_config(TINY), seed=1)

@@ -1,0 +1,148 @@
+"""Steady-state inference benchmark: E+F (molecules) and E+F+S (periodic) for the default medium MACE.
+
+Cases: one rMD17 aspirin (21 atoms), a batch of 10 aspirins, the 64-atom mlearn Si cell (first
+AIMD-NVT frame of test.json) and its 2×2×2 supercell (512 atoms). Each dtype runs in its own
+process (float64 needs JAX's x64 mode, which a float32 run must not have). Compile (first call)
+is reported apart from the steady state (median of ≥20 calls after 3 warm-up calls).
+
+    python experiments/bench_inference.py [--data DIR] [--out experiments/results/bench_inference_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "nproc": os.cpu_count()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        info["cpu"] = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    info["loadavg_before"] = os.getloadavg()
+    info["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    info["LD_PRELOAD"] = os.environ.get("LD_PRELOAD", "")
+    return info
+
+
+def structures(data_dir: str):
+    import ase.io
+    from scalarjax.data.io import read_mlearn_json
+
+    aspirin = ase.io.read(os.path.join(data_dir, "rmd17", "aspirin_test.xyz"), ":10")
+    si = next(c for c in read_mlearn_json(os.path.join(data_dir, "mlearn", "Si", "test.json")) if c.config_type == "AIMD-NVT")
+    si64 = si.to_atoms()
+    return {
+        "aspirin_x1": ([aspirin[0]], False),
+        "aspirin_x10": (aspirin, False),
+        "si_64": ([si64], True),
+        "si_512": ([si64.repeat(2)], True),
+    }
+
+
+def time_calls(fn, n_min: int = 20, budget_s: float = 20.0) -> list[float]:
+    for _ in range(3):
+        fn()
+    times = []
+    t_end = time.perf_counter() + budget_s
+    while len(times) < n_min or (time.perf_counter() < t_end and len(times) < 200):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        if len(times) >= 5 and time.perf_counter() > t_end + budget_s:
+            break
+    return times
+
+
+def run_one(dtype: str, data_dir: str) -> dict:
+    import jax
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import scalarjax  # noqa: F401  (applies its runtime flags before the backend starts)
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import batch_graphs, configuration_to_graph
+    from scalarjax.potential import Potential
+    from scalarjax.config import load_model_config
+
+    results = {}
+    cases = structures(data_dir)
+    zs = {"aspirin": (1, 6, 8), "si": (14,)}
+    pots = {}
+    t0 = time.perf_counter()
+    for key, z in zs.items():
+        cfg = load_model_config({"atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0})
+        pots[key] = Potential(cfg, seed=0)
+    init_s = (time.perf_counter() - t0) / 2
+    for name, (atoms_list, stress) in cases.items():
+        pot = pots[name.split("_")[0]]
+        graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, pot.config.r_max) for a in atoms_list]
+        batch = jax.device_put(batch_graphs(graphs))
+        fn = pot.function(compute_stress=stress)
+        t = time.perf_counter()
+        jax.block_until_ready(fn(pot.params, batch))
+        compile_s = time.perf_counter() - t
+        cost = fn.lower(pot.params, batch).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        times = time_calls(lambda: jax.block_until_ready(fn(pot.params, batch)))
+        results[name] = {
+            "n_atoms": int(sum(len(a) for a in atoms_list)),
+            "n_edges": int(sum(int(g.n_edge[0]) for g in graphs)),
+            "padded": [int(batch.nodes["species"].shape[0]), int(batch.senders.shape[0])],
+            "stress": stress,
+            "compile_s": round(compile_s, 3),
+            "median_ms": round(1e3 * float(np.median(times)), 3),
+            "min_ms": round(1e3 * float(np.min(times)), 3),
+            "n_calls": len(times),
+            "gflop": round(float(cost.get("flops", 0.0)) / 1e9, 4),
+            "params": pot.num_params(),
+        }
+        print(f"  {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
+    return {"init_s": round(init_s, 2), "cases": results}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("SCALARJAX_DATA", os.path.join(HERE, "..", "..", "shared", "data")))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_inference_cpu.json"))
+    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.child, args.data)))
+        return
+    report = {"command": " ".join(sys.argv), "machine": machine(), "model": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)"}
+    import jax, flax, e3nn_jax
+
+    report["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "e3nn_jax": e3nn_jax.__version__}
+    for dtype in args.dtypes.split(","):
+        proc = subprocess.run([sys.executable, __file__, "--child", dtype, "--data", args.data], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        lines = proc.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]))
+        report[dtype] = json.loads(lines[-1])
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

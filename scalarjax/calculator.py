@@ -1,0 +1,84 @@
+"""ASE calculator.
+
+``implemented_properties``: energy and free_energy (eV), forces (eV/Å), stress (eV/Å³, ASE's
+sign and Voigt order [xx, yy, zz, yz, xz, xy]; periodic systems only). One model evaluation per
+change of the atoms (ASE's cache). The padded shapes have headroom and grow geometrically, so an
+MD run compiles once or twice, not at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from ase.calculators.calculator import Calculator as ASECalculator
+from ase.calculators.calculator import all_changes
+from ase.data import atomic_numbers as ASE_NUMBERS
+
+from scalarjax.config import ModelConfig, load_model_config
+from scalarjax.data.configuration import Configuration, full_to_voigt
+from scalarjax.graph.batch import PadSize, batch_graphs, bucket_size, configuration_to_graph
+from scalarjax.potential import Potential
+
+HEADROOM = 1.25  # capacity over the current size when (re)allocating
+GROWTH = 1.5  # geometric growth factor when the capacity is exceeded
+
+
+def _atomic_numbers(species: Sequence[Any]) -> tuple[int, ...]:
+    out = []
+    for s in species:
+        if isinstance(s, str):
+            if s not in ASE_NUMBERS:
+                raise ValueError(f"unknown element symbol {s!r}")
+            out.append(ASE_NUMBERS[s])
+        else:
+            out.append(int(s))
+    return tuple(out)
+
+
+class Calculator(ASECalculator):
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, potential: Potential, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = potential
+        self.capacity: Optional[PadSize] = None
+
+    @classmethod
+    def from_config(cls, config: Any = None, species: Sequence[Any] = (), seed: int = 0, **kwargs) -> "Calculator":
+        """An untrained model. ``config``: None, a ``ModelConfig``, a dict of overrides or a YAML path;
+        ``species``: element symbols or atomic numbers the model knows (added to the config's)."""
+        cfg = load_model_config(config)
+        zs = tuple(sorted(set(cfg.atomic_numbers) | set(_atomic_numbers(species))))
+        if zs != cfg.atomic_numbers:
+            if cfg.atomic_energies:
+                raise ValueError("species= adds elements to a config that already fixes atomic_energies")
+            cfg = load_model_config(cfg, atomic_numbers=zs)
+        return cls(Potential(cfg, seed=seed), **kwargs)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.potential.config
+
+    def _pad_size(self, n_node: int, n_edge: int) -> PadSize:
+        cap = self.capacity
+        if cap is None or n_node + 1 > cap.n_node or n_edge > cap.n_edge:
+            grow = 1.0 if cap is None else GROWTH
+            nodes = max(n_node + 1, int((cap.n_node if cap else 0) * grow), int(HEADROOM * (n_node + 1)))
+            edges = max(n_edge, int((cap.n_edge if cap else 0) * grow), int(HEADROOM * n_edge))
+            self.capacity = PadSize(bucket_size(nodes), bucket_size(edges), 2)
+        return self.capacity
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        config = Configuration.from_atoms(self.atoms, source="atoms")
+        graph = configuration_to_graph(config, self.potential.elements, self.config.r_max)
+        size = self._pad_size(int(graph.n_node[0]), int(graph.n_edge[0]))
+        periodic = bool(np.any(self.atoms.pbc))
+        out = jax.device_get(self.potential(batch_graphs([graph], size), compute_stress=periodic))
+        n = config.n_atoms
+        energy = float(out["energy"][0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(out["forces"][:n], np.float64)}
+        if periodic:
+            self.results["stress"] = full_to_voigt(np.asarray(out["stress"][0], np.float64))

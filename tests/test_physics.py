@@ -1,0 +1,160 @@
+"""Physical exactness of the potential (float64, tiny MACE): symmetries, gradients, images, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from physics_utils import evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
+
+RTOL = 1e-10
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_rotation_reflection(tiny_potential, reflect):
+    atoms = triclinic_cell(1)
+    e, f, s = evaluate_one(tiny_potential, atoms)
+    Q = random_orthogonal(3, reflect)
+    rot = atoms.copy()
+    rot.set_cell(atoms.cell @ Q.T, scale_atoms=False)
+    rot.positions = atoms.positions @ Q.T
+    e2, f2, s2 = evaluate_one(tiny_potential, rot)
+    assert abs(e2 - e) <= RTOL * abs(e)
+    assert rel_err(f2, f @ Q.T) <= RTOL
+    from scalarjax.data.configuration import full_to_voigt, voigt_to_full
+
+    assert rel_err(s2, full_to_voigt(Q @ voigt_to_full(s) @ Q.T)) <= RTOL
+    assert np.linalg.norm(f) > 1e-3 and np.linalg.norm(s) > 1e-5  # not vacuous
+
+
+def test_molecule_rotation_translation_permutation(tiny_potential):
+    atoms = molecule(2)
+    e, f, _ = evaluate_one(tiny_potential, atoms)
+    Q = random_orthogonal(5, True)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ Q.T + np.array([3.0, -7.0, 11.0])
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    moved = moved[perm]
+    e2, f2, _ = evaluate_one(tiny_potential, moved)
+    assert abs(e2 - e) <= RTOL * abs(e)
+    assert rel_err(f2, (f @ Q.T)[perm]) <= RTOL
+    assert np.linalg.norm(f) > 1e-3
+
+
+def test_periodic_translation_and_wrapping(tiny_potential):
+    atoms = triclinic_cell(4)
+    e, f, s = evaluate_one(tiny_potential, atoms)
+    moved = atoms.copy()
+    moved.positions += np.array([1.3, -2.1, 0.4])
+    moved.positions[0] += atoms.cell[1] * 2 - atoms.cell[2]  # an atom moved by lattice vectors
+    e2, f2, s2 = evaluate_one(tiny_potential, moved)
+    assert abs(e2 - e) <= RTOL * abs(e) and rel_err(f2, f) <= RTOL and rel_err(s2, s) <= RTOL
+
+
+def test_forces_are_minus_gradient(tiny_potential):
+    atoms = triclinic_cell(2)
+    _, f, _ = evaluate_one(tiny_potential, atoms)
+    assert np.abs(f).max() > 1e-2
+    h = 1e-5
+    for i, k in [(0, 0), (3, 1), (6, 2)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, k] += h
+        minus.positions[i, k] -= h
+        (ep, em), _, _ = evaluate(tiny_potential, [plus, minus])
+        assert -(ep - em) / (2 * h) == pytest.approx(f[i, k], rel=1e-6, abs=1e-8)
+
+
+def test_stress_is_strain_derivative(tiny_potential):
+    atoms = triclinic_cell(3)
+    _, _, s = evaluate_one(tiny_potential, atoms)
+    assert np.abs(s).max() > 1e-4
+    V = atoms.get_volume()
+    h = 1e-5
+    voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    for v, (a, b) in enumerate(voigt):
+        eps = np.zeros((3, 3))
+        eps[a, b] = eps[b, a] = h if a == b else h / 2  # symmetric strain; shear: ε_ab = ε_ba = h/2
+        structs = []
+        for sign in (1, -1):
+            st = atoms.copy()
+            st.set_cell(atoms.cell @ (np.eye(3) + sign * eps), scale_atoms=True)
+            structs.append(st)
+        (ep, em), _, _ = evaluate(tiny_potential, structs)
+        dE = (ep - em) / (2 * h)  # shear: d/dγ with γ = 2 ε_ab equals σ_ab V
+        assert dE / V == pytest.approx(s[v], rel=1e-6, abs=1e-9), voigt[v]
+
+
+@pytest.mark.parametrize("small", [False, True])
+def test_supercell_extensive(tiny_potential, small):
+    if small:  # a 2-atom cell with vectors of ~3.2 Å < r_max: many images of each atom
+        atoms = Atoms("SiO", scaled_positions=[[0, 0, 0], [0.3, 0.25, 0.2]], cell=[[3.2, 0, 0], [0.5, 3.1, 0], [0.2, -0.3, 3.3]], pbc=True)
+    else:
+        atoms = triclinic_cell(5)
+    e, f, s = evaluate_one(tiny_potential, atoms)
+    big = atoms.repeat((2, 2, 2))
+    e8, f8, s8 = evaluate_one(tiny_potential, big, size=None)
+    assert e8 == pytest.approx(8 * e, rel=1e-10)
+    assert rel_err(f8, np.tile(f, (8, 1))) <= 1e-9
+    assert rel_err(s8, s) <= 1e-9
+    assert np.linalg.norm(f) > 1e-3
+
+
+def test_padding_invariance(tiny_potential):
+    target = triclinic_cell(6)
+    others = [molecule(7), triclinic_cell(8, n=5)]
+    e, f, s = evaluate_one(tiny_potential, target)
+    (e2, _, _), (f2, _, _), (s2, _, _) = map(tuple, evaluate(tiny_potential, [target] + others))
+    assert abs(e2 - e) <= 1e-12 * abs(e) and rel_err(f2, f) <= 1e-12 and rel_err(s2, s) <= 1e-12
+
+
+def test_isolated_atom_is_E0(tiny_potential):
+    cfg = tiny_potential.config
+    for z, e0 in zip(cfg.atomic_numbers, cfg.atomic_energies):
+        e, f, _ = evaluate_one(tiny_potential, Atoms(numbers=[z], positions=[[0.1, 0.2, 0.3]]))
+        assert e == pytest.approx(e0 + cfg.shift, abs=1e-12)
+        assert np.all(f == 0)
+    # Two atoms beyond the cutoff: the sum of the isolated energies.
+    far = Atoms(numbers=[8, 14], positions=[[0, 0, 0], [0, 0, cfg.r_max + 0.1]])
+    assert evaluate_one(tiny_potential, far)[0] == pytest.approx(sum(cfg.atomic_energies) + 2 * cfg.shift, abs=1e-12)
+
+
+def test_smooth_at_cutoff(tiny_potential):
+    r_max = tiny_potential.config.r_max
+    d = [r_max - 0.5, r_max - 1e-3, r_max + 1e-3]
+    dimers = [Atoms(numbers=[8, 14], positions=[[0, 0, 0], [0, 0, x]]) for x in d]
+    (e_in, e_near, e_out), f, _ = evaluate(tiny_potential, dimers)
+    assert abs(e_in - e_out) > 1e-4  # the interaction is real...
+    assert abs(e_near - e_out) < 1e-7  # ...and vanishes continuously (C² envelope: ~δ³)
+    assert np.abs(f[1]).max() < 1e-4 and np.all(f[2] == 0)
+
+
+def test_overlapping_atoms_error(tiny_potential):
+    atoms = Atoms(numbers=[8, 14, 14], positions=[[0, 0, 0], [1.5, 0, 0], [1.5, 0, 0]])
+    with pytest.raises(ValueError, match="overlapping"):
+        evaluate_one(tiny_potential, atoms)
+
+
+def test_unknown_element_error(tiny_potential):
+    with pytest.raises(ValueError, match=r"Cl \(Z=17\)"):
+        evaluate_one(tiny_potential, Atoms(numbers=[8, 17], positions=[[0, 0, 0], [1.5, 0, 0]]))
+
+
+def test_no_recompilation_within_bucket(tiny_potential):
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for
+
+    pot = tiny_potential
+    structs = [triclinic_cell(10 + i) for i in range(4)]
+    graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, pot.config.r_max) for a in structs]
+    size = pad_size_for(graphs[:2])
+    pot(batch_graphs(graphs[:2], size))
+    before = pot.compile_count
+    pot(batch_graphs(graphs[2:], size))
+    pot(batch_graphs(graphs[1:3], size))
+    assert pot.compile_count == before
