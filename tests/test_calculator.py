@@ -1,0 +1,125 @@
+"""ASE calculator: properties, units and conventions, configs, capacity growth without recompiles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+
+from conftest import TINY
+from scalarjax import Calculator, ModelConfig, load_model_config
+
+
+@pytest.fixture(scope="module")
+def calc():
+    return Calculator.from_config(TINY, seed=1)
+
+
+def test_properties_and_stress_convention(calc):
+    atoms = bulk("Si", "diamond", a=5.3, cubic=True)
+    atoms.numbers[:2] = 8
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = calc
+    e = atoms.get_potential_energy()
+    assert atoms.get_potential_energy(force_consistent=True) == e
+    f = atoms.get_forces()
+    assert f.shape == (8, 3) and np.abs(f.sum(0)).max() < 1e-10
+    s = atoms.get_stress()
+    assert s.shape == (6,)
+    # ASE convention: σ = (1/V) dE/dε; check the xx component against a finite strain.
+    h = 1e-5
+    es = []
+    for sign in (1, -1):
+        st = atoms.copy()
+        st.calc = calc
+        st.set_cell(atoms.cell @ np.diag([1 + sign * h, 1, 1]), scale_atoms=True)
+        es.append(st.get_potential_energy())
+    assert (es[0] - es[1]) / (2 * h) / atoms.get_volume() == pytest.approx(s[0], rel=1e-6)
+    # Voigt order [xx, yy, zz, yz, xz, xy] matches the full tensor.
+    full = atoms.get_stress(voigt=False)
+    assert np.allclose(s, [full[0, 0], full[1, 1], full[2, 2], full[1, 2], full[0, 2], full[0, 1]])
+
+
+def test_non_periodic_has_no_stress(calc):
+    atoms = Atoms("OSiO", positions=[[0, 0, 0], [1.6, 0, 0], [3.2, 0.3, 0]])
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_one_evaluation_per_change(calc, monkeypatch):
+    atoms = Atoms("OSi", positions=[[0, 0, 0], [1.6, 0, 0]])
+    atoms.calc = calc
+    calls = []
+    original = calc.potential.__call__
+    monkeypatch.setattr(type(calc.potential), "__call__", lambda self, *a, **k: calls.append(1) or original(*a, **k))
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    assert len(calls) == 1
+    atoms.positions[1, 0] += 0.1
+    atoms.get_forces()
+    assert len(calls) == 2
+
+
+def test_md_does_not_recompile_every_step():
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    calc = Calculator.from_config(TINY, seed=1)
+    atoms = bulk("Si", "diamond", a=5.4, cubic=True)
+    atoms.numbers[::3] = 8
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    atoms.calc = calc
+    VelocityVerlet(atoms, 1.0 * units.fs).run(30)
+    assert calc.potential.compile_count <= 2
+    # A bigger system grows the capacity geometrically: one more compile, not one per size.
+    for n in (2, 3):
+        big = atoms.repeat((n, 1, 1))
+        big.calc = calc
+        big.get_forces()
+    assert calc.potential.compile_count <= 4
+
+
+def test_from_config_variants(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text("model:\n  r_max: 3.0\n  max_ell: 1\n  hidden_irreps: 4x0e+4x1o\n  radial_mlp: [4]\n  correlation: 2\n")
+    c1 = Calculator.from_config(str(path), species=["Ag"])
+    assert c1.config.r_max == 3.0 and c1.config.atomic_numbers == (47,)
+    c2 = Calculator.from_config({"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "radial_mlp": [4], "dtype": "float64"}, species=[47, "Cu"])
+    assert c2.config.atomic_numbers == (29, 47) and c2.config.dtype == "float64"
+    c3 = Calculator.from_config(c2.config)
+    assert c3.config == c2.config
+    with pytest.raises(KeyError, match="model: unknown key"):
+        load_model_config({"rmax": 4.0})
+    with pytest.raises(TypeError, match=r"model\.max_ell"):
+        load_model_config({"max_ell": "three"})
+    assert ModelConfig().r_max == 5.0
+
+
+def test_float32_default_dtype():
+    calc = Calculator.from_config({**TINY, "dtype": "float32"}, seed=1)
+    atoms = Atoms("OSi", positions=[[0, 0, 0], [1.6, 0, 0]])
+    out = calc.potential  # float32 outputs even though x64 is on in the tests
+    atoms.calc = calc
+    f = atoms.get_forces()
+    assert np.isfinite(f).all()
+    assert out.dtype == np.float32
+
+
+def test_float64_without_x64_is_a_clear_error():
+    code = (
+        "import scalarjax\n"
+        "try:\n"
+        "    scalarjax.Calculator.from_config({'dtype': 'float64'}, species=['Si'])\n"
+        "except ValueError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"JAX_ENABLE_X64": "0", "PATH": ""})
+    assert "ERR" in out.stdout and "x64" in out.stdout, out.stderr
