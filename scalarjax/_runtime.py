@@ -1,18 +1,43 @@
-"""Process-level settings scalarjax applies on import, before JAX initialises its CPU backend.
+"""Process-level settings scalarjax applies on import (CPU speed; each can be switched off).
 
-``--xla_cpu_experimental_ynn_fusion_type=-reduce``: XLA's CPU "YNN" fusion makes some of the
-reductions in a MACE backward pass pathologically slow (one [1792, 3, 64] reduce took ~50 ms on
-jaxlib 0.10.2); excluding reductions from it restores normal speed. It is appended to any
-``XLA_FLAGS`` the user set, and skipped when ``SCALARJAX_NO_XLA_FLAGS=1`` or when the user already
-chose a value for the flag. It only takes effect if JAX's backend has not started yet (import
-scalarjax before running JAX code to get it).
+1. glibc's allocator (``SCALARJAX_NO_MALLOPT=1`` to skip). XLA's CPU runtime allocates a fresh
+   scratch buffer of 10–200 MB on every call of a compiled function. glibc serves such sizes with
+   ``mmap`` and returns them with ``munmap``, so every call page-faults its scratch memory in again
+   (2–3× slower from ~64 atoms up, much of it in the kernel). ``mallopt(M_MMAP_MAX, 0)`` serves
+   them from the heap instead and a large ``M_TRIM_THRESHOLD`` keeps freed heap memory mapped, so
+   the next call reuses it. Cost: the process keeps its peak heap size. (The equivalent
+   ``GLIBC_TUNABLES`` must be set before the process starts; ``glibc.malloc.mmap_threshold`` above
+   32 MiB is silently ignored by glibc, which is why that tunable does not help here.)
+2. ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` (``SCALARJAX_NO_XLA_FLAGS=1`` to skip):
+   XLA's CPU "YNN" fusion makes some of the reductions in a MACE backward pass pathologically
+   slow; excluding reductions from it restores normal speed. Appended to the user's ``XLA_FLAGS``
+   unless they already set it; only effective if JAX's backend has not started yet.
 """
 
+import ctypes
+import ctypes.util
 import os
+import sys
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
 if os.environ.get("SCALARJAX_NO_XLA_FLAGS") != "1":
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG not in flags:
         os.environ["XLA_FLAGS"] = (flags + f" {_FLAG}=-reduce").strip()
+
+
+def _tune_glibc_malloc() -> bool:
+    if not sys.platform.startswith("linux") or os.environ.get("SCALARJAX_NO_MALLOPT") == "1":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+            return False  # not glibc (musl has no effective mallopt)
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except OSError:
+        return False
+
+
+MALLOC_TUNED = _tune_glibc_malloc()

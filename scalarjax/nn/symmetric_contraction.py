@@ -133,10 +133,16 @@ class SymmetricContraction(nn.Module):
             W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), w))
             dims.append(plan.U[L].shape[2])
         W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
+        # One multiply-reduce over k per output component m (XLA fuses the product into the
+        # reduction). A channel-batched dot_general would first transpose the monomials to
+        # [C, K, N], and a broadcast [N, K, M, C] product gets materialised: both were slower.
+        def contract(Ws):  # [K, Mt, C] → [N, Mt, C]
+            return jnp.stack([jnp.sum(monos * Ws[None, :, m, :], axis=1) for m in range(Ws.shape[1])], axis=1)
+
         if self.num_species == 1:
-            B = jnp.einsum("nkc,kmc->nmc", monos, W[0])
+            B = contract(W[0])
         else:
-            B = sum(onehot[:, s, None, None] * jnp.einsum("nkc,kmc->nmc", monos, W[s]) for s in range(self.num_species))
+            B = sum(onehot[:, s, None, None] * contract(W[s]) for s in range(self.num_species))
         out, start = {}, 0
         for L, d in zip(self.irreps_out, dims):
             out[L] = B[:, start : start + d]

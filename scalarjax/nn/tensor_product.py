@@ -1,17 +1,19 @@
 """Channelwise ("uvu") tensor product of node features with edge spherical harmonics.
 
-For every allowed path ``(ir1, l2) → ir3`` and channel ``c``
+For every allowed path ``p = (ir1, l2) → ir3`` and channel ``c``
 
-    m_e[ir3, p, M, c] = w_e[p, c] · Σ_{m1, m2} C^{l1 l2 l3}_{m1 m2 M} · sqrt(2 l3 + 1) · Y^{l2}_{m2}(r̂_e) · h_{s(e)}[ir1, m1, c]
+    m_e[ir3][p, M, c] = w_e[p, c] · Σ_{m1, m2} C^{l1 l2 l3}_{m1 m2 M} · sqrt(2 l3 + 1) · Y^{l2}_{m2}(r̂_e) · h_{s(e)}[ir1][m1, c]
 
-with C e3nn's real Clebsch–Gordan coefficients (unit Frobenius norm, hence the sqrt(2l3+1) for
+with C e3nn's real Clebsch–Gordan coefficients (unit Frobenius norm, hence sqrt(2l3+1) for
 "component" normalisation) and ``w_e`` per-edge weights from the radial MLP.
 
-Computed as (1) one small GEMM per input irrep that folds the Clebsch–Gordan blocks into the
-spherical harmonics, ``A_e[r, m1] = Σ_k Y_e[k] · T[k, r, m1]``, where ``r`` runs over all
-(path, M) rows of that input irrep; (2) a batched ``[rows × m1] @ [m1 × C]`` product per edge;
-(3) one fused gather that orders the rows by output irrep (ℓ=0 first) and multiplies by the
-weights. No generic ``e3nn.tensor_product`` dispatch, no per-path Python loop on the hot path.
+Paths are grouped by input irrep ``ir1``; a group is (1) one small GEMM folding the
+Clebsch–Gordan blocks into the spherical harmonics, ``A_e[r, m1] = Σ_k Y_e[k] T[k, r, m1]``, with
+``r`` running over the (path, M) rows of the group, and (2) a batched ``[rows × m1] @ [m1 × C]``
+product per edge. The group's rows are cut into paths and the weights into single paths with
+``lax.split``, and the paths joined in output order with ``concatenate``: split and concatenate
+transpose to each other, so the backward pass has no pads or scatter-adds (slow on XLA's CPU
+backend). No generic ``e3nn.tensor_product`` dispatch.
 """
 
 from __future__ import annotations
@@ -37,71 +39,48 @@ class Path:
 class ChannelwiseTPPlan:
     """Static description of the product; built once per (input irreps, max_ell, target)."""
 
-    paths: tuple[Path, ...]  # sorted by (ir3, ir1, l2): path index p
-    groups: tuple[tuple[str, np.ndarray], ...]  # (ir1, T[k, rows, 2l1+1]) per input irrep
-    row_order: np.ndarray  # permutation of the concatenated group rows → grouped by ir3
-    row_path: np.ndarray  # path index of every output row (after reordering)
-    out_slices: tuple[tuple[str, int, int, int], ...]  # (ir3, start, n_paths, 2l3+1)
+    paths: tuple[Path, ...]  # sorted by (ir3, ir1, l2); position = path index p
+    groups: tuple[tuple[str, np.ndarray, tuple[int, ...]], ...]  # (ir1, T[k, rows, 2l1+1], its paths in row order)
 
     @property
     def num_paths(self) -> int:
         return len(self.paths)
 
     @property
-    def num_rows(self) -> int:
-        return int(self.row_order.shape[0])
-
-    @property
-    def num_scalar_rows(self) -> int:
-        """Rows of the ℓ=0e output (they come first): the scalar pathway's slice."""
-        return sum(n * d for ir, _, n, d in self.out_slices if ir == "0e")
+    def irreps_out(self) -> dict:
+        """Output irrep → number of paths into it."""
+        out: dict = {}
+        for p in self.paths:
+            out[p.ir3] = out.get(p.ir3, 0) + 1
+        return out
 
 
 @functools.lru_cache(maxsize=None)
 def channelwise_tp_plan(irreps_in: tuple[str, ...], max_ell: int, irreps_target: tuple[str, ...]) -> ChannelwiseTPPlan:
     paths = []
     for ir1 in irreps_in:
-        i1 = e3nn.Irrep(ir1)
         for l2 in range(max_ell + 1):
-            for ir3 in i1 * e3nn.Irrep(l2, (-1) ** l2):
+            for ir3 in e3nn.Irrep(ir1) * e3nn.Irrep(l2, (-1) ** l2):
                 if str(ir3) in irreps_target:
                     paths.append(Path(ir1, l2, str(ir3)))
     paths.sort(key=lambda p: (e3nn.Irrep(p.ir3), e3nn.Irrep(p.ir1), p.l2))
     n_sh = (max_ell + 1) ** 2
-
-    # Rows: for each path p, (2l3+1) rows. Global order = by path (already grouped by ir3).
-    path_start, start = [], 0
-    for p in paths:
-        path_start.append(start)
-        start += e3nn.Irrep(p.ir3).dim
-    groups, concat_rows = [], []
-    for ir1 in sort_irreps(irreps_in):
+    groups = []
+    for ir1 in sort_irreps(p.ir1 for p in paths):
+        members = [i for i, p in enumerate(paths) if p.ir1 == ir1]
         l1 = e3nn.Irrep(ir1).l
-        members = [(i, p) for i, p in enumerate(paths) if p.ir1 == ir1]
-        if not members:
-            continue
-        rows = sum(e3nn.Irrep(p.ir3).dim for _, p in members)
-        T = np.zeros((n_sh, rows, 2 * l1 + 1))
+        T = np.zeros((n_sh, sum(e3nn.Irrep(paths[i].ir3).dim for i in members), 2 * l1 + 1))
         r = 0
-        for i, p in members:
-            l3 = e3nn.Irrep(p.ir3).l
-            cg = e3nn.clebsch_gordan(l1, p.l2, l3) * np.sqrt(2 * l3 + 1)  # [m1, m2, M]
-            T[p.l2**2 : (p.l2 + 1) ** 2, r : r + 2 * l3 + 1, :] = np.transpose(cg, (1, 2, 0))
-            concat_rows.extend(range(path_start[i], path_start[i] + 2 * l3 + 1))
+        for i in members:
+            l2, l3 = paths[i].l2, e3nn.Irrep(paths[i].ir3).l
+            cg = e3nn.clebsch_gordan(l1, l2, l3) * np.sqrt(2 * l3 + 1)  # [m1, m2, M]
+            T[l2**2 : (l2 + 1) ** 2, r : r + 2 * l3 + 1] = np.transpose(cg, (1, 2, 0))
             r += 2 * l3 + 1
-        groups.append((ir1, T))
-    concat_rows = np.asarray(concat_rows)
-    row_order = np.argsort(concat_rows)  # concatenated position of each global row
-    row_path = np.concatenate([np.full(e3nn.Irrep(p.ir3).dim, i) for i, p in enumerate(paths)])
-
-    out_slices = []
-    for ir3 in sort_irreps(p.ir3 for p in paths):
-        idx = [i for i, p in enumerate(paths) if p.ir3 == ir3]
-        out_slices.append((ir3, path_start[idx[0]], len(idx), e3nn.Irrep(ir3).dim))
-    return ChannelwiseTPPlan(tuple(paths), tuple(groups), row_order, row_path, tuple(out_slices))
+        groups.append((ir1, T, tuple(members)))
+    return ChannelwiseTPPlan(tuple(paths), tuple(groups))
 
 
-def channelwise_tp(plan: ChannelwiseTPPlan, h_edge: Features, sh: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+def channelwise_tp(plan: ChannelwiseTPPlan, h_edge: Features, sh: jnp.ndarray, weights: jnp.ndarray) -> dict:
     """Per-edge messages.
 
     Args:
@@ -110,25 +89,20 @@ def channelwise_tp(plan: ChannelwiseTPPlan, h_edge: Features, sh: jnp.ndarray, w
         weights: ``[E, num_paths, C]`` radial weights.
 
     Returns:
-        ``[E, num_rows, C]`` messages, rows grouped by output irrep (ℓ=0 first) then by path and M.
+        ``{ir3: [E, P_ir3 · (2l3+1), C]}`` messages, rows ordered by path (plan order) then M.
     """
-    parts = []
-    for ir1, T in plan.groups:
-        _, rows, d1 = T.shape
-        A = (sh @ jnp.asarray(T.reshape(T.shape[0], rows * d1), sh.dtype)).reshape(-1, rows, d1)
+    w_paths = jnp.split(weights, plan.num_paths, axis=1) if plan.num_paths > 1 else [weights]
+    per_path = [None] * plan.num_paths
+    for ir1, T, members in plan.groups:
+        k, rows, d1 = T.shape
+        A = (sh @ jnp.asarray(T.reshape(k, rows * d1), sh.dtype)).reshape(-1, rows, d1)
         h = h_edge[ir1]
-        if d1 == 1:
-            parts.append(A * h)  # [E, rows, 1] * [E, 1, C]
-        else:
-            parts.append(jnp.einsum("erm,emc->erc", A, h))
-    msgs = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
-    return msgs[:, plan.row_order, :] * weights[:, plan.row_path, :]
-
-
-def split_rows(plan: ChannelwiseTPPlan, agg: jnp.ndarray) -> Features:
-    """``[N, num_rows, C]`` aggregated rows → ``{ir3: [N, n_paths, 2l3+1, C]}``."""
-    out = {}
-    for ir3, start, n_paths, d in plan.out_slices:
-        block = agg[:, start : start + n_paths * d, :]
-        out[ir3] = block.reshape(agg.shape[0], n_paths, d, agg.shape[-1])
-    return out
+        out = A * h if d1 == 1 else jnp.einsum("erm,emc->erc", A, h)  # [E, rows, C]
+        dims = [e3nn.Irrep(plan.paths[i].ir3).dim for i in members]
+        parts = jnp.split(out, np.cumsum(dims)[:-1].tolist(), axis=1) if len(members) > 1 else [out]
+        for i, part in zip(members, parts):
+            per_path[i] = part * w_paths[i]
+    msgs: dict = {}
+    for p, m in zip(plan.paths, per_path):
+        msgs.setdefault(p.ir3, []).append(m)
+    return {ir3: ms[0] if len(ms) == 1 else jnp.concatenate(ms, axis=1) for ir3, ms in msgs.items()}

@@ -6,9 +6,9 @@ any backbone:
 
 1. :func:`edge_scalars` — the edge scalar features (radial basis × envelope, ``[E, F]``) that feed
    the radial MLP producing the tensor-product weights;
-2. :func:`aggregate` — the neighbour aggregation of per-edge messages ``[E, R, C]``; its first
-   ``n_scalar_rows`` rows are the ℓ=0 messages, the rest are ℓ>0 and are always aggregated as
-   ``(1/avg_num_neighbors) Σ_j``;
+2. :func:`aggregate` — the neighbour aggregation of per-edge messages
+   ``{ir: [E, P·(2l+1), C]}`` (rows: path-major); the ``"0e"`` entry is the ℓ=0 part that transforms may re-weight,
+   the others are always aggregated as ``(1/avg_num_neighbors) Σ_j``;
 3. :func:`readout_scalars` — the node scalars ``[N, C]`` that enter each readout.
 
 Each transform is a Flax module factory; the backbone passes the transforms of its config.
@@ -42,13 +42,18 @@ def edge_scalars(transforms: Sequence, x: jnp.ndarray, ctx: HookContext, layer: 
     return x
 
 
-def aggregate(transforms: Sequence, msgs: jnp.ndarray, n_scalar_rows: int, ctx: HookContext, layer: int) -> jnp.ndarray:
-    """``[E, R, C]`` messages → ``[N, R, C]`` aggregated, default ``(1/avg_num_neighbors) Σ_{j∈N(i)}``."""
+def aggregate(transforms: Sequence, msgs: dict, ctx: HookContext, layer: int) -> dict:
+    """``{ir: [E, R, C]}`` → ``{ir: [N, R, C]}``, default ``(1/avg_num_neighbors) Σ_{j∈N(i)}``.
+
+    A transform's ``aggregate_scalars(agg0, msgs0, ctx, layer)`` sees the default ℓ=0 aggregate
+    ``[N, P, C]`` and the per-edge ℓ=0 messages ``[E, P, C]`` and returns the new ℓ=0 aggregate.
+    """
     num_nodes = ctx.node_mask.shape[0]
-    agg = jax.ops.segment_sum(msgs, ctx.receivers, num_segments=num_nodes) * (1.0 / ctx.avg_num_neighbors)
+    norm = 1.0 / ctx.avg_num_neighbors
+    agg = {ir: jax.ops.segment_sum(m, ctx.receivers, num_segments=num_nodes) * norm for ir, m in msgs.items()}
     for t in transforms:
-        if hasattr(t, "aggregate_scalars"):
-            agg = t.aggregate_scalars(agg, msgs, n_scalar_rows, ctx, layer)
+        if hasattr(t, "aggregate_scalars") and "0e" in agg:
+            agg["0e"] = t.aggregate_scalars(agg["0e"], msgs["0e"], ctx, layer)
     return agg
 
 
