@@ -34,7 +34,7 @@ from scalarjax.config import ModelConfig
 from scalarjax.nn.features import Features, irreps_to_channels, natural_irreps
 from scalarjax.nn.linear import MLP, IrrepsLinear, SpeciesLinear
 from scalarjax.nn.symmetric_contraction import SymmetricContraction
-from scalarjax.nn.tensor_product import channelwise_tp, channelwise_tp_plan
+from scalarjax.nn.tensor_product import channelwise_tp_plan
 from scalarjax.scalar import pathway
 
 
@@ -69,13 +69,11 @@ class MACEInteraction(nn.Module):
         w = w.reshape(-1, plan.num_paths, C) * ctx.edge_mask[:, None, None]
 
         h_send = {ir: v[ctx.senders] for ir, v in h.items()}
-        msgs = channelwise_tp(plan, h_send, sh, w)  # {ir3: [E, P·(2l+1), C]}
-        agg = pathway.aggregate(self.transforms, msgs, ctx, self.layer)
+        agg = pathway.aggregate(self.transforms, plan, h_send, sh, w, ctx, self.layer)
 
         A = {}
-        for ir3, rows in agg.items():
-            P = plan.irreps_out[ir3]
-            block = rows.reshape(rows.shape[0], P, -1, C)  # [N, P, 2l+1, C]
+        for ir3, block in agg.items():  # [N, P, 2l+1, C]
+            P = block.shape[1]
             W = self.param(f"linear_{ir3}", lambda k, s: jax.random.normal(k, s, self.dtype), (P, C, C))
             A[ir3] = jnp.einsum("npmc,pcd->nmd", block, W * (1.0 / np.sqrt(P * C)))
         if not self.residual:  # MACE's first block: species-indexed linear on the messages instead of a skip

@@ -7,13 +7,13 @@ For every allowed path ``p = (ir1, l2) → ir3`` and channel ``c``
 with C e3nn's real Clebsch–Gordan coefficients (unit Frobenius norm, hence sqrt(2l3+1) for
 "component" normalisation) and ``w_e`` per-edge weights from the radial MLP.
 
-Paths are grouped by input irrep ``ir1``; a group is (1) one small GEMM folding the
-Clebsch–Gordan blocks into the spherical harmonics, ``A_e[r, m1] = Σ_k Y_e[k] T[k, r, m1]``, with
-``r`` running over the (path, M) rows of the group, and (2) a batched ``[rows × m1] @ [m1 × C]``
-product per edge. The group's rows are cut into paths and the weights into single paths with
-``lax.split``, and the paths joined in output order with ``concatenate``: split and concatenate
-transpose to each other, so the backward pass has no pads or scatter-adds (slow on XLA's CPU
-backend). No generic ``e3nn.tensor_product`` dispatch.
+Paths are grouped by ``(ir3, ir1)``, so that in a group all paths have the same shapes. A group is
+(1) one small GEMM folding the Clebsch–Gordan blocks into the spherical harmonics,
+``A_e[(p, M), m1] = Σ_k Y_e[k] T[k, (p, M), m1]``, (2) a batched ``[rows × m1] @ [m1 × C]``
+product per edge, (3) a broadcast multiply by the group's weights and (4) a scatter-sum over
+receivers; groups are joined on nodes, after the sum. The weights are cut into groups with
+``lax.split`` (its transpose is a concatenate): the backward pass has no pads or gathers on
+per-edge arrays, which are slow on XLA's CPU backend. No generic ``e3nn.tensor_product``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import dataclasses
 import functools
 
 import e3nn_jax as e3nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -40,19 +41,11 @@ class ChannelwiseTPPlan:
     """Static description of the product; built once per (input irreps, max_ell, target)."""
 
     paths: tuple[Path, ...]  # sorted by (ir3, ir1, l2); position = path index p
-    groups: tuple[tuple[str, np.ndarray, tuple[int, ...]], ...]  # (ir1, T[k, rows, 2l1+1], its paths in row order)
+    groups: tuple[tuple[str, str, int, np.ndarray], ...]  # (ir3, ir1, first path, T[k, P_g·(2l3+1), 2l1+1])
 
     @property
     def num_paths(self) -> int:
         return len(self.paths)
-
-    @property
-    def irreps_out(self) -> dict:
-        """Output irrep → number of paths into it."""
-        out: dict = {}
-        for p in self.paths:
-            out[p.ir3] = out.get(p.ir3, 0) + 1
-        return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,43 +59,43 @@ def channelwise_tp_plan(irreps_in: tuple[str, ...], max_ell: int, irreps_target:
     paths.sort(key=lambda p: (e3nn.Irrep(p.ir3), e3nn.Irrep(p.ir1), p.l2))
     n_sh = (max_ell + 1) ** 2
     groups = []
-    for ir1 in sort_irreps(p.ir1 for p in paths):
-        members = [i for i, p in enumerate(paths) if p.ir1 == ir1]
-        l1 = e3nn.Irrep(ir1).l
-        T = np.zeros((n_sh, sum(e3nn.Irrep(paths[i].ir3).dim for i in members), 2 * l1 + 1))
-        r = 0
-        for i in members:
-            l2, l3 = paths[i].l2, e3nn.Irrep(paths[i].ir3).l
-            cg = e3nn.clebsch_gordan(l1, l2, l3) * np.sqrt(2 * l3 + 1)  # [m1, m2, M]
-            T[l2**2 : (l2 + 1) ** 2, r : r + 2 * l3 + 1] = np.transpose(cg, (1, 2, 0))
-            r += 2 * l3 + 1
-        groups.append((ir1, T, tuple(members)))
+    for ir3 in sort_irreps(p.ir3 for p in paths):
+        for ir1 in sort_irreps(p.ir1 for p in paths if p.ir3 == ir3):
+            idx = [i for i, p in enumerate(paths) if p.ir3 == ir3 and p.ir1 == ir1]
+            l1, l3 = e3nn.Irrep(ir1).l, e3nn.Irrep(ir3).l
+            T = np.zeros((n_sh, len(idx), 2 * l3 + 1, 2 * l1 + 1))
+            for j, i in enumerate(idx):
+                l2 = paths[i].l2
+                cg = e3nn.clebsch_gordan(l1, l2, l3) * np.sqrt(2 * l3 + 1)  # [m1, m2, M]
+                T[l2**2 : (l2 + 1) ** 2, j] = np.transpose(cg, (1, 2, 0))
+            groups.append((ir3, ir1, idx[0], T.reshape(n_sh, len(idx) * (2 * l3 + 1), 2 * l1 + 1)))
     return ChannelwiseTPPlan(tuple(paths), tuple(groups))
 
 
-def channelwise_tp(plan: ChannelwiseTPPlan, h_edge: Features, sh: jnp.ndarray, weights: jnp.ndarray) -> dict:
-    """Per-edge messages.
+def channelwise_tp_aggregate(
+    plan: ChannelwiseTPPlan, h_edge: Features, sh: jnp.ndarray, weights: jnp.ndarray, receivers: jnp.ndarray, num_nodes: int
+) -> dict:
+    """Messages summed over each receiver's neighbours: ``Σ_{e: r(e)=i} m_e``.
 
     Args:
         h_edge: sender features ``{ir1: [E, 2l1+1, C]}``.
         sh: ``[E, (max_ell+1)²]`` spherical harmonics of the edge unit vectors (component norm).
-        weights: ``[E, num_paths, C]`` radial weights.
+        weights: ``[E, num_paths, C]`` radial weights (the message is linear in them).
+        receivers: ``[E]`` receiving node of every edge.
 
     Returns:
-        ``{ir3: [E, P_ir3 · (2l3+1), C]}`` messages, rows ordered by path (plan order) then M.
+        ``{ir3: [N, P_ir3, 2l3+1, C]}``, paths in plan order.
     """
-    w_paths = jnp.split(weights, plan.num_paths, axis=1) if plan.num_paths > 1 else [weights]
-    per_path = [None] * plan.num_paths
-    for ir1, T, members in plan.groups:
+    bounds = [start for _, _, start, _ in plan.groups[1:]]
+    w_groups = jnp.split(weights, bounds, axis=1) if bounds else [weights]
+    out: dict = {}
+    for (ir3, ir1, _, T), w in zip(plan.groups, w_groups):
         k, rows, d1 = T.shape
+        P, d3 = w.shape[1], rows // w.shape[1]
         A = (sh @ jnp.asarray(T.reshape(k, rows * d1), sh.dtype)).reshape(-1, rows, d1)
         h = h_edge[ir1]
-        out = A * h if d1 == 1 else jnp.einsum("erm,emc->erc", A, h)  # [E, rows, C]
-        dims = [e3nn.Irrep(plan.paths[i].ir3).dim for i in members]
-        parts = jnp.split(out, np.cumsum(dims)[:-1].tolist(), axis=1) if len(members) > 1 else [out]
-        for i, part in zip(members, parts):
-            per_path[i] = part * w_paths[i]
-    msgs: dict = {}
-    for p, m in zip(plan.paths, per_path):
-        msgs.setdefault(p.ir3, []).append(m)
-    return {ir3: ms[0] if len(ms) == 1 else jnp.concatenate(ms, axis=1) for ir3, ms in msgs.items()}
+        m = A * h if d1 == 1 else jnp.einsum("erm,emc->erc", A, h)  # [E, P·d3, C]
+        m = (m.reshape(-1, P, d3, m.shape[-1]) * w[:, :, None, :]).reshape(-1, rows, m.shape[-1])
+        agg = jax.ops.segment_sum(m, receivers, num_segments=num_nodes)
+        out.setdefault(ir3, []).append(agg.reshape(num_nodes, P, d3, -1))
+    return {ir3: parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1) for ir3, parts in out.items()}

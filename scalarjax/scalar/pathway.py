@@ -6,9 +6,9 @@ any backbone:
 
 1. :func:`edge_scalars` — the edge scalar features (radial basis × envelope, ``[E, F]``) that feed
    the radial MLP producing the tensor-product weights;
-2. :func:`aggregate` — the neighbour aggregation of per-edge messages
-   ``{ir: [E, P·(2l+1), C]}`` (rows: path-major); the ``"0e"`` entry is the ℓ=0 part that transforms may re-weight,
-   the others are always aggregated as ``(1/avg_num_neighbors) Σ_j``;
+2. :func:`aggregate` — the neighbour aggregation of the tensor-product messages; transforms may
+   re-weight its ℓ=0 paths (per neighbour before the sum, per atom after it); ℓ>0 paths are
+   always aggregated as ``(1/avg_num_neighbors) Σ_j``;
 3. :func:`readout_scalars` — the node scalars ``[N, C]`` that enter each readout.
 
 Each transform is a Flax module factory; the backbone passes the transforms of its config.
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class HookContext(NamedTuple):
@@ -42,18 +42,34 @@ def edge_scalars(transforms: Sequence, x: jnp.ndarray, ctx: HookContext, layer: 
     return x
 
 
-def aggregate(transforms: Sequence, msgs: dict, ctx: HookContext, layer: int) -> dict:
-    """``{ir: [E, R, C]}`` → ``{ir: [N, R, C]}``, default ``(1/avg_num_neighbors) Σ_{j∈N(i)}``.
+def aggregate(transforms: Sequence, plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext, layer: int) -> dict:
+    """The neighbour aggregation of the channelwise-TP messages, ``{ir3: [N, P, 2l3+1, C]}``.
 
-    A transform's ``aggregate_scalars(agg0, msgs0, ctx, layer)`` sees the default ℓ=0 aggregate
-    ``[N, P, C]`` and the per-edge ℓ=0 messages ``[E, P, C]`` and returns the new ℓ=0 aggregate.
+    Default: ``(1/avg_num_neighbors) Σ_{j∈N(i)} m_ij`` for every irrep. A message is linear in its
+    radial weights, so the ℓ=0 part is re-weighted in two places a transform may act on:
+    ``t.scalar_edge_weights(w0 [E, P0, C], ctx, layer)`` (per-neighbour weights on the ℓ=0 paths,
+    before the sum) and ``t.scalar_aggregate(agg0 [N, P0, 1, C], ctx, layer)`` (per-atom amplitude
+    after the sum, replacing 1/avg_num_neighbors). ℓ>0 paths are never touched.
     """
-    num_nodes = ctx.node_mask.shape[0]
+    from scalarjax.nn.tensor_product import channelwise_tp_aggregate
+
+    scalar_paths = np.array([p.ir3 == "0e" for p in plan.paths])
+    edge_hooks = [t for t in transforms if hasattr(t, "scalar_edge_weights")]
+    if edge_hooks and scalar_paths.any():
+        n0 = int(scalar_paths.sum())  # ℓ=0 paths come first in plan order
+        w0, rest = weights[:, :n0], weights[:, n0:]
+        for t in edge_hooks:
+            w0 = t.scalar_edge_weights(w0, ctx, layer)
+        weights = jnp.concatenate([w0, rest], axis=1)
+    agg = channelwise_tp_aggregate(plan, h_edge, sh, weights, ctx.receivers, ctx.node_mask.shape[0])
     norm = 1.0 / ctx.avg_num_neighbors
-    agg = {ir: jax.ops.segment_sum(m, ctx.receivers, num_segments=num_nodes) * norm for ir, m in msgs.items()}
-    for t in transforms:
-        if hasattr(t, "aggregate_scalars") and "0e" in agg:
-            agg["0e"] = t.aggregate_scalars(agg["0e"], msgs["0e"], ctx, layer)
+    agg = {ir: a * norm if ir != "0e" else a for ir, a in agg.items()}
+    if "0e" in agg:
+        node_hooks = [t for t in transforms if hasattr(t, "scalar_aggregate")]
+        a0 = agg["0e"]
+        agg["0e"] = a0 * norm if not node_hooks else a0
+        for t in node_hooks:
+            agg["0e"] = t.scalar_aggregate(agg["0e"], ctx, layer)
     return agg
 
 
