@@ -1,0 +1,1 @@
+"""Training: data statistics, loss, optimiser, the jitted step, checkpoints and the loop."""

@@ -1,0 +1,153 @@
+"""Typed run configuration (YAML → frozen dataclasses), with ``--set a.b=value`` overrides.
+
+A run YAML has four sections, each optional::
+
+    model:    {...}   # scalarjax.config.ModelConfig (statistics are filled in from the data)
+    data:     {train: PATH, valid: PATH?, test: PATH?, valid_fraction: 0.1, ...}
+    training: {max_epochs: 100, lr: 0.01, ...}
+    output:   {run_dir: runs/NAME}
+
+Relative data paths are resolved against ``$SCALARJAX_DATA`` when set and the file exists there,
+else against the YAML's directory. Unknown keys and wrong types are errors naming the key's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Optional
+
+import yaml
+
+from scalarjax.config import ModelConfig, _coerce, from_dict
+import typing
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train: str = ""
+    valid: Optional[str] = None
+    test: Optional[str] = None
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    max_train: Optional[int] = None  # use only the first N training configurations (after shuffling)
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    virial_key: str = "virial"
+    e0s: str = "auto"  # "auto": isolated atoms where present, else least squares
+    config_type_weights: dict = dataclasses.field(default_factory=dict)
+    batch_size: int = 4
+    valid_batch_size: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    max_epochs: int = 50
+    lr: float = 0.01
+    optimizer: str = "adam"  # adam | amsgrad | adamw
+    weight_decay: float = 5e-7
+    warmup_epochs: float = 0.0
+    scheduler: str = "plateau"  # plateau | cosine | constant
+    plateau_patience: int = 5
+    plateau_factor: float = 0.8
+    clip_norm: float = 10.0
+    ema_decay: float = 0.99  # 0 disables the EMA
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 1.0
+    huber_delta: float = 0.0
+    stage_two_start: float = 0.0  # fraction of max_epochs after which stage two begins (0: off)
+    stage_two_energy_weight: float = 1000.0
+    stage_two_lr_factor: float = 0.1
+    seed: int = 0
+    max_nan_steps: int = 10
+    eval_every: int = 1
+    time_limit_s: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    run_dir: str = "runs/default"
+    keep_checkpoints: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig, "output": OutputConfig}
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = {k: dict(v or {}) for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or parts[0] not in SECTIONS:
+            raise KeyError(f"--set {key!r}: expected one of {sorted(SECTIONS)} followed by .KEY")
+        raw.setdefault(parts[0], {})[parts[1]] = _parse_value(value)
+    return raw
+
+
+def _section(cls, data: dict, path: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise KeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
+    if cls is ModelConfig:
+        return from_dict(cls, data, path)
+    kw = {}
+    for k, v in data.items():
+        kw[k] = v if hints[k] is dict else _coerce(v, hints[k], f"{path}.{k}")
+    return cls(**kw)
+
+
+def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: Optional[dict] = None) -> RunConfig:
+    base_dir = pathlib.Path(path).parent if path else pathlib.Path.cwd()
+    if raw is None:
+        raw = {}
+        if path:
+            with open(path) as f:
+                raw = yaml.safe_load(f) or {}
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise KeyError(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    raw = apply_overrides(raw, list(overrides))
+    sections = {name: _section(cls, raw.get(name, {}) or {}, name) for name, cls in SECTIONS.items()}
+    data = sections["data"]
+    resolved = {k: resolve_data_path(getattr(data, k), base_dir) for k in ("train", "valid", "test")}
+    sections["data"] = dataclasses.replace(data, **resolved)
+    return RunConfig(**sections)
+
+
+def resolve_data_path(p: Optional[str], base_dir: pathlib.Path) -> Optional[str]:
+    if not p:
+        return p
+    path = pathlib.Path(os.path.expandvars(p))
+    if path.is_absolute():
+        return str(path)
+    env = os.environ.get("SCALARJAX_DATA")
+    if env and (pathlib.Path(env) / path).exists():
+        return str(pathlib.Path(env) / path)
+    from scalarjax.data.io import data_dir
+
+    if (data_dir() / path).exists():
+        return str(data_dir() / path)
+    return str(base_dir / path)
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,30 @@
+"""Load a trained run (config, statistics, best EMA parameters) and evaluate it."""
+
+from __future__ import annotations
+
+import pathlib
+
+from scalarjax.data.io import read_configurations
+from scalarjax.graph.batch import configuration_to_graph
+from scalarjax.potential import Potential
+from scalarjax.training.config import load_run_config
+from scalarjax.training.metrics import error_metrics, predict
+
+
+def load_run(run_dir) -> Potential:
+    """The best (EMA) parameters of a run, with its model statistics and dtype."""
+    from scalarjax.training.trainer import load_params
+
+    run_dir = pathlib.Path(run_dir)
+    cfg = load_run_config(raw=__import__("yaml").safe_load(open(run_dir / "config.yaml")))
+    pot = Potential(cfg.model)
+    pot.params = load_params(run_dir / "best", pot.params)
+    return pot
+
+
+def evaluate_run(run_dir, data_path, batch_size: int = 8) -> dict:
+    pot = load_run(run_dir)
+    configs = read_configurations(data_path)
+    graphs = [configuration_to_graph(c, pot.elements, pot.config.r_max) for c in configs]
+    stress = any(c.stress is not None for c in configs)
+    return error_metrics(configs, predict(pot.function(stress), pot.params, graphs, batch_size, stress))

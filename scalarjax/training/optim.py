@@ -1,0 +1,91 @@
+"""Optimiser (optax) and the jitted training step.
+
+* Adam / AMSGrad / AdamW after global-norm clipping; decoupled weight decay on weight matrices
+  only (ndim ≥ 2), as MACE does; a linear warm-up in the step; the learning rate is an
+  injected hyper-parameter that the host changes per epoch (plateau / cosine / stage two)
+  without recompiling.
+* EMA of the parameters (``ema_decay``; evaluation and checkpoints use it).
+* A non-finite loss or gradient leaves the state untouched (the step is skipped, counted in
+  ``metrics["skipped"]``); the loop stops after too many in a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from scalarjax.training.config import TrainingConfig
+from scalarjax.training.loss import LossWeights, loss_terms
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    ema: Any
+
+
+def make_optimizer(tc: TrainingConfig) -> optax.GradientTransformation:
+    if tc.optimizer not in ("adam", "amsgrad", "adamw"):
+        raise ValueError(f"training.optimizer: unknown {tc.optimizer!r} (adam | amsgrad | adamw)")
+    decay_mask = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)
+
+    def base(learning_rate):
+        parts = [optax.clip_by_global_norm(tc.clip_norm)] if tc.clip_norm > 0 else []
+        if tc.optimizer == "adamw":
+            parts.append(optax.adamw(learning_rate, weight_decay=tc.weight_decay, mask=decay_mask))
+        else:  # coupled L2 decay on weight matrices (torch Adam's weight_decay, as MACE uses)
+            if tc.weight_decay > 0:
+                parts.append(optax.add_decayed_weights(tc.weight_decay, decay_mask))
+            parts.append(optax.adam(learning_rate) if tc.optimizer == "adam" else optax.amsgrad(learning_rate))
+        return optax.chain(*parts)
+
+    return optax.inject_hyperparams(base)(learning_rate=tc.lr)
+
+
+def init_state(params, optimizer) -> TrainState:
+    # The EMA starts as a copy: params and EMA are donated separately to the jitted step.
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), ema=jax.tree.map(jnp.copy, params))
+
+
+def set_lr(state: TrainState, lr: float) -> TrainState:
+    hp = dict(state.opt_state.hyperparams)
+    hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
+    return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))
+
+
+def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema_decay: float, warmup_steps: int):
+    """``(state, batch, energy_weight) → (state, metrics)``, jitted with the state donated."""
+
+    def loss_fn(params, batch, energy_weight):
+        pred = potential_fn(params, batch)
+        terms = loss_terms(pred, batch, weights)
+        total = terms["total"] + (energy_weight - weights.energy) * terms["energy"]
+        return total, terms
+
+    def step(state: TrainState, batch, energy_weight):
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, energy_weight)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        if warmup_steps > 0:  # linear warm-up of the step size (not of the gradients: Adam ignores their scale)
+            warm = jnp.minimum(1.0, (state.step + 1).astype(loss.dtype) / warmup_steps)
+            updates = jax.tree.map(lambda u: u * warm.astype(u.dtype), updates)
+        params = optax.apply_updates(state.params, updates)
+        # Debiased EMA: the decay ramps up as (1+t)/(10+t) so early evaluations are not dominated by the init.
+        t = state.step.astype(loss.dtype)
+        d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+        ema = jax.tree.map(lambda e, p: d.astype(p.dtype) * e + (1 - d.astype(p.dtype)) * p, state.ema, params) if ema_decay > 0 else params
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        new = TrainState(step=state.step + finite.astype(jnp.int32), params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema))
+        metrics = {k: v for k, v in terms.items()}
+        metrics["loss"] = loss
+        metrics["skipped"] = (~finite).astype(jnp.int32)
+        return new, metrics
+
+    return jax.jit(step, donate_argnums=(0,))

@@ -1,0 +1,58 @@
+"""Data statistics a model needs before training, computed once and stored in the run.
+
+* E0 (eV per element): the energy of an isolated-atom configuration of that element when the data
+  has one, else least squares of total energies on element counts, ``E_g ≈ Σ_z n_gz E0_z``.
+* ``avg_num_neighbors``: mean number of neighbours within r_max over all atoms of the training set.
+* ``scale`` (eV) as MACE's default ``rms_forces_scaling``: the RMS of the force components.
+  ``shift`` is left at 0: a per-atom shift is the same as adding it to every E0, and keeping it
+  at 0 keeps an isolated atom's energy equal to its E0 (with least-squares E0s the mean per-atom
+  residual is ~0 anyway; :func:`compute_scale_shift` reports it).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from scalarjax.data.configuration import Configuration
+
+
+def compute_e0s(configs: Sequence[Configuration], atomic_numbers: Sequence[int]) -> tuple[float, ...]:
+    zs = list(atomic_numbers)
+    isolated = {}
+    for c in configs:
+        if c.n_atoms == 1 and c.energy is not None and not any(c.pbc):
+            isolated[int(c.species[0])] = c.energy
+    labelled = [c for c in configs if c.energy is not None and not (c.n_atoms == 1 and int(c.species[0]) in isolated)]
+    missing = [z for z in zs if z not in isolated]
+    e0 = dict(isolated)
+    if missing:
+        if not labelled:
+            raise ValueError("cannot fit E0s: no configuration has an energy label")
+        counts = np.array([[np.sum(c.species == z) for z in zs] for c in labelled], dtype=float)
+        energies = np.array([c.energy for c in labelled])
+        known = np.array([e0.get(z, 0.0) for z in zs])
+        fit_cols = [i for i, z in enumerate(zs) if z in missing]
+        rhs = energies - counts @ known
+        sol, *_ = np.linalg.lstsq(counts[:, fit_cols], rhs, rcond=None)
+        for i, v in zip(fit_cols, sol):
+            e0[zs[i]] = float(v)
+    return tuple(float(e0[z]) for z in zs)
+
+
+def compute_avg_num_neighbors(graphs) -> float:
+    nodes = sum(int(g.n_node.sum()) for g in graphs)
+    edges = sum(int(g.n_edge.sum()) for g in graphs)
+    return edges / max(nodes, 1)
+
+
+def compute_scale_shift(configs: Sequence[Configuration], atomic_numbers: Sequence[int], e0s: Sequence[float]) -> tuple[float, float]:
+    e0 = dict(zip(atomic_numbers, e0s))
+    forces = [c.forces for c in configs if c.forces is not None]
+    scale = float(np.sqrt(np.mean(np.concatenate([f.reshape(-1) for f in forces]) ** 2))) if forces else 1.0
+    per_atom = [(c.energy - sum(e0[int(z)] for z in c.species)) / c.n_atoms for c in configs if c.energy is not None]
+    shift = float(np.mean(per_atom)) if per_atom else 0.0
+    if not np.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    return scale, shift

@@ -1,0 +1,207 @@
+"""The training loop: data → statistics → model → jitted steps → checkpoints → metrics.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml          resolved configuration (model statistics filled in)
+    RUN_DIR/statistics.json      E0s, avg_num_neighbors, scale, shift, split sizes
+    RUN_DIR/metrics.jsonl        one line per epoch
+    RUN_DIR/checkpoints/         orbax: train state (params, optimiser, EMA) + loop state, latest N
+    RUN_DIR/best/                orbax: EMA parameters with the best validation score
+    RUN_DIR/final_metrics.json   errors of the best parameters on valid (and test) sets
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+import warnings
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import yaml
+
+from scalarjax.config import load_model_config
+from scalarjax.data.io import LabelKeys, read_configurations
+from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph
+from scalarjax.potential import Potential, make_potential
+from scalarjax.training.config import RunConfig, to_dict
+from scalarjax.training.loss import LossWeights
+from scalarjax.training.metrics import error_metrics, format_table, predict
+from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
+from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def read_split(cfg: RunConfig):
+    d = cfg.data
+    if not d.train:
+        raise ValueError("data.train: no training file given")
+    keys = LabelKeys(energy_key=d.energy_key, forces_key=d.forces_key, stress_key=d.stress_key, virial_key=d.virial_key, required=())
+    read = lambda p: read_configurations(p, keys=keys) if not str(p).endswith((".json", ".npz")) else read_configurations(p)
+    train = read(d.train)
+    rng = np.random.default_rng(d.split_seed)
+    if d.valid:
+        valid = read(d.valid)
+    else:
+        order = rng.permutation(len(train))
+        n_valid = max(1, int(round(d.valid_fraction * len(train))))
+        valid = [train[i] for i in order[:n_valid]]
+        train = [train[i] for i in order[n_valid:]]
+    if d.max_train is not None:
+        train = train[: d.max_train]
+    test = read(d.test) if d.test else []
+    for c in train:
+        if c.energy is None and c.forces is None and c.stress is None:
+            raise ValueError(f"{c.source}: training configuration has no label at all")
+    if d.config_type_weights:
+        train = [dataclasses.replace(c, weight=c.weight * float(d.config_type_weights.get(c.config_type, 1.0))) for c in train]
+    return train, valid, test
+
+
+def model_with_statistics(cfg: RunConfig, train) -> tuple:
+    zs = tuple(sorted({int(z) for c in train for z in c.species} | set(cfg.model.atomic_numbers)))
+    r_max = cfg.model.r_max
+    elements = ElementTable(zs)
+    graphs = [configuration_to_graph(c, elements, r_max) for c in train]
+    e0s = cfg.model.atomic_energies or compute_e0s(train, zs)
+    avg = compute_avg_num_neighbors(graphs)
+    scale, mean_residual = compute_scale_shift(train, zs, e0s)
+    model = load_model_config(cfg.model, atomic_numbers=zs, atomic_energies=e0s, avg_num_neighbors=avg, scale=scale, shift=0.0)
+    stats = {"atomic_numbers": zs, "e0s": e0s, "avg_num_neighbors": avg, "scale": scale, "shift": 0.0,
+             "mean_per_atom_residual_eV": mean_residual}
+    return model, graphs, stats
+
+
+def _checkpoint_manager(run_dir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(run_dir.absolute() / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def save_params(path: pathlib.Path, params) -> None:
+    """Atomically replace a parameter checkpoint (orbax writes to a temporary dir, then renames)."""
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(path.absolute(), params, force=True)
+    ckpt.wait_until_finished()
+
+
+def load_params(path: pathlib.Path, like):
+    return ocp.StandardCheckpointer().restore(pathlib.Path(path).absolute(), like)
+
+
+def _score(metrics: dict, w: LossWeights) -> float:
+    m = metrics["all"]
+    s = 0.0
+    for key, weight, unit in (("energy_meV_per_atom", w.energy, 1e-3), ("forces_meV_per_A", w.forces, 1e-3), ("stress_meV_per_A3", w.stress, 1e-3)):
+        if m[key]["rmse"] is not None:
+            s += weight * (m[key]["rmse"] * unit) ** 2
+    return s
+
+
+def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
+    tc = cfg.training
+    progress = sys.stdout.isatty() if progress is None else progress
+    run_dir = pathlib.Path(cfg.output.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_set, valid_set, test_set = read_split(cfg)
+    model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    with open(run_dir / "config.yaml", "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    stats.update(n_train=len(train_set), n_valid=len(valid_set), n_test=len(test_set))
+    with open(run_dir / "statistics.json", "w") as f:
+        json.dump(stats, f, indent=1)
+
+    pot = Potential(model_cfg, seed=tc.seed)
+    elements = pot.elements
+    valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
+    compute_stress = any(c.stress is not None for c in train_set)
+    potential_fn = pot.function(compute_stress)
+    weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
+    optimizer = make_optimizer(tc)
+    steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
+    raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
+    step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
+    state = init_state(pot.params, optimizer)
+
+    manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
+    loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False, "skipped": 0}
+    if manager.latest_step() is not None:
+        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(state), loop=ocp.args.JsonRestore()))
+        state, loop = restored["state"], dict(restored["loop"])
+        print(f"resumed from {run_dir}/checkpoints at epoch {loop['epoch']}")
+    t_start = time.perf_counter()
+    log = open(run_dir / "metrics.jsonl", "a")
+    while loop["epoch"] < tc.max_epochs:
+        epoch = loop["epoch"]
+        if tc.stage_two_start > 0 and not loop["stage_two"] and epoch >= tc.stage_two_start * tc.max_epochs:
+            loop.update(stage_two=True, energy_weight=tc.stage_two_energy_weight, lr=loop["lr"] * tc.stage_two_lr_factor, best_score=None)
+        if tc.scheduler == "cosine":
+            loop["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * epoch / tc.max_epochs)) * (tc.stage_two_lr_factor if loop["stage_two"] else 1.0)
+        state = set_lr(state, loop["lr"])
+        t0 = time.perf_counter()
+        ew = np.asarray(loop["energy_weight"], pot.dtype)
+        collected = []
+        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch)):
+            state, m = step_fn(state, batch, ew)
+            collected.append(m)
+            if progress and (i + 1) % max(1, steps_per_epoch // 10) == 0:
+                print(f"\r  epoch {epoch + 1}: {i + 1}/{steps_per_epoch} steps", end="", flush=True)
+        collected = jax.device_get(collected)  # one host transfer per epoch
+        if progress:
+            print("\r", end="")
+        skipped = int(sum(int(m["skipped"]) for m in collected))
+        finite = [m for m in collected if not m["skipped"]]
+        train_loss = float(np.mean([m["loss"] for m in finite])) if finite else float("nan")
+        if skipped:
+            warnings.warn(f"epoch {epoch + 1}: {skipped} step(s) with a non-finite loss or gradient were skipped")
+        if skipped > tc.max_nan_steps or not finite:
+            raise TrainingDiverged(f"training diverged: {skipped} non-finite steps in epoch {epoch + 1}; "
+                                   f"the last good checkpoint is in {run_dir}/checkpoints (lower training.lr?)")
+        loop["epoch"] = epoch + 1
+        record = {"epoch": epoch + 1, "lr": loop["lr"], "train_loss": train_loss, "skipped": skipped, "seconds": None}
+        if valid_graphs and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.max_epochs):
+            vm = error_metrics(valid_set, predict(potential_fn, state.ema, valid_graphs, cfg.data.valid_batch_size, compute_stress))
+            score = _score(vm, weights)
+            record["valid"] = vm["all"]
+            record["valid_score"] = score
+            if loop["best_score"] is None or score < loop["best_score"]:
+                loop["best_score"], loop["bad_epochs"] = score, 0
+                save_params(run_dir / "best", state.ema)
+            else:
+                loop["bad_epochs"] += 1
+                if tc.scheduler == "plateau" and loop["bad_epochs"] >= tc.plateau_patience:
+                    loop["lr"] *= tc.plateau_factor
+                    loop["bad_epochs"] = 0
+        record["seconds"] = round(time.perf_counter() - t0, 2)
+        record["compiles"] = pot.compile_count + step_fn._cache_size()
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        manager.save(loop["epoch"], args=ocp.args.Composite(state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)))
+        v = record.get("valid", {})
+        fmt = lambda k: f"{v[k]['mae']:.2f}" if v.get(k, {}).get("mae") is not None else "-"
+        print(f"epoch {epoch + 1:4d}  lr {loop['lr']:.2e}  loss {train_loss:.4g}  valid MAE E {fmt('energy_meV_per_atom')} meV/atom  "
+              f"F {fmt('forces_meV_per_A')} meV/Å  S {fmt('stress_meV_per_A3')} meV/Å³  {record['seconds']:.1f} s", flush=True)
+        if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
+            print(f"time limit of {tc.time_limit_s} s reached")
+            break
+    manager.wait_until_finished()
+    log.close()
+
+    best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
+    final = {}
+    for name, configs in (("valid", valid_set), ("test", test_set)):
+        if configs:
+            graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
+            final[name] = error_metrics(configs, predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress))
+            print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
+    with open(run_dir / "final_metrics.json", "w") as f:
+        json.dump(final, f, indent=1)
+    return run_dir
