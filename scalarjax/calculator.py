@@ -57,6 +57,13 @@ class Calculator(ASECalculator):
             cfg = load_model_config(cfg, atomic_numbers=zs)
         return cls(Potential(cfg, seed=seed), **kwargs)
 
+    @classmethod
+    def from_run(cls, run_dir, **kwargs) -> "Calculator":
+        """A trained run: best EMA parameters, its statistics (E0s, scale, avg_num_neighbors) and dtype."""
+        from scalarjax.training.evaluate import load_run
+
+        return cls(load_run(run_dir), **kwargs)
+
     @property
     def config(self) -> ModelConfig:
         return self.potential.config

@@ -70,12 +70,12 @@ def test_one_evaluation_per_change(calc, monkeypatch):
 def test_md_does_not_recompile_every_step():
     from ase import units
     from ase.md.verlet import VelocityVerlet
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     calc = Calculator.from_config(TINY, seed=1)
     atoms = bulk("Si", "diamond", a=5.4, cubic=True)
     atoms.numbers[::3] = 8
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     atoms.calc = calc
     VelocityVerlet(atoms, 1.0 * units.fs).run(30)
     assert calc.potential.compile_count <= 2
