@@ -79,7 +79,7 @@ def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema
         t = state.step.astype(loss.dtype)
         d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
         ema = jax.tree.map(lambda e, p: d.astype(p.dtype) * e + (1 - d.astype(p.dtype)) * p, state.ema, params) if ema_decay > 0 else params
-        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         new = TrainState(step=state.step + finite.astype(jnp.int32), params=keep(params, state.params),
                          opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema))
