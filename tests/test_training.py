@@ -142,3 +142,12 @@ def test_run_config_errors(tmp_path):
         load_run_config(raw={"trainer": {}})
     cfg = load_run_config(raw={}, overrides=["training.lr=0.001", "model.max_ell=2"])
     assert cfg.training.lr == 0.001 and cfg.model.max_ell == 2
+
+
+@pytest.mark.parametrize("name", ["mlearn_si", "mlearn_li", "rmd17_aspirin"])
+def test_recipes_parse(name):
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "experiments" / "configs" / f"{name}.yaml"
+    cfg = load_run_config(str(path))
+    assert cfg.data.train.endswith((".json", ".xyz")) and cfg.training.max_epochs > 0
