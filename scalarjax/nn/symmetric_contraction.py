@@ -97,13 +97,13 @@ def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: t
     return ContractionPlan(tuple(mono_index), mono_keep, U, num_paths)
 
 
-def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> jnp.ndarray:
-    """``A``: ``[N, D, C]`` → ``[N, K, C]`` kept monomials of degrees 1..correlation."""
+def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> list:
+    """``A``: ``[N, D, C]`` → per degree ν, ``[N, K_ν, C]`` kept monomials (lexicographic)."""
     prev, out = A, [A[:, plan.mono_keep[0]]]
     for (pre, last), keep in zip(plan.mono_index, plan.mono_keep[1:]):
         prev = prev[:, pre] * A[:, last]
         out.append(prev[:, keep])
-    return jnp.concatenate(out, axis=1)
+    return out
 
 
 class SymmetricContraction(nn.Module):
@@ -137,18 +137,22 @@ class SymmetricContraction(nn.Module):
             W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), w))
             dims.append(plan.U[L].shape[2])
         W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
+        # Contract each degree's monomials separately (no concatenated [N, K, C] copy).
         # One species: a multiply-reduce over k per output component m was fastest on CPU.
         # Several species: one channel-batched dot for all species, then the species is selected
         # (a reduce per (species, m) gets its product materialised, which was slower).
-        def contract(Ws):  # [K, Mt, C] → [N, Mt, C]
-            return jnp.stack([jnp.sum(monos * Ws[None, :, m, :], axis=1) for m in range(Ws.shape[1])], axis=1)
-
-        if self.num_species == 1:
-            B = contract(W[0])
-        else:
-            Wc = jnp.transpose(W, (3, 1, 0, 2)).reshape(C, -1, self.num_species * W.shape[2])  # [C, K, S·Mt]
-            Bs = jnp.einsum("nkc,ckj->njc", monos, Wc).reshape(monos.shape[0], self.num_species, -1, C)
-            B = jnp.einsum("nsmc,ns->nmc", Bs, onehot)
+        bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
+        W_blocks = jnp.split(W, bounds, axis=1)
+        S, Mt = self.num_species, W.shape[2]
+        B = 0.0
+        for mono, Wb in zip(monos, W_blocks):
+            if S == 1:
+                B = B + jnp.stack([jnp.sum(mono * Wb[0][None, :, m, :], axis=1) for m in range(Mt)], axis=1)
+            else:
+                Wc = jnp.transpose(Wb, (3, 1, 0, 2)).reshape(C, -1, S * Mt)  # [C, K_ν, S·Mt]
+                B = B + jnp.einsum("nkc,ckj->njc", mono, Wc).reshape(mono.shape[0], S, Mt, C)
+        if S > 1:
+            B = jnp.einsum("nsmc,ns->nmc", B, onehot)
         out, start = {}, 0
         for L, d in zip(self.irreps_out, dims):
             out[L] = B[:, start : start + d]
