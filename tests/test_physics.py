@@ -158,3 +158,26 @@ def test_no_recompilation_within_bucket(tiny_potential):
     pot(batch_graphs(graphs[2:], size))
     pot(batch_graphs(graphs[1:3], size))
     assert pot.compile_count == before
+
+
+@pytest.mark.parametrize("correlation", [1, 4])
+def test_correlation_orders(correlation):
+    """Body orders 2 and 5 build, stay invariant, and give forces that are the energy gradient."""
+    from conftest import TINY
+    from scalarjax.config import load_model_config
+    from scalarjax.potential import Potential
+
+    pot = Potential(load_model_config({**TINY, "max_ell": 1, "hidden_irreps": "4x0e+4x1o", "correlation": correlation}), seed=2)
+    atoms = molecule(11, n=5)
+    e, f, _ = evaluate_one(pot, atoms, size=None)
+    Q = random_orthogonal(8, True)
+    rot = atoms.copy()
+    rot.positions = atoms.positions @ Q.T
+    e2, f2, _ = evaluate_one(pot, rot, size=None)
+    assert abs(e2 - e) <= RTOL * abs(e) and rel_err(f2, f @ Q.T) <= RTOL
+    h = 1e-5
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[1, 2] += h
+    minus.positions[1, 2] -= h
+    (ep, em), _, _ = evaluate(pot, [plus, minus], size=None)
+    assert np.abs(f).max() > 1e-3 and -(ep - em) / (2 * h) == pytest.approx(f[1, 2], rel=1e-6, abs=1e-9)
