@@ -42,6 +42,7 @@ def nve_drift(calc, steps: int, timestep_fs: float, temperature_K: float, seed: 
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     atoms.calc = calc
+    atoms.get_forces()  # compile outside the timed run
     energies = []
     dyn = VelocityVerlet(atoms, timestep_fs * units.fs)
     dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=1)
@@ -53,14 +54,14 @@ def nve_drift(calc, steps: int, timestep_fs: float, temperature_K: float, seed: 
     slope = np.polyfit(times_ps, e, 1)[0]
     return {"steps": steps, "timestep_fs": timestep_fs, "temperature_K": temperature_K, "n_atoms": len(atoms),
             "drift_meV_per_atom_per_ps": 1e3 * slope, "fluctuation_meV_per_atom": 1e3 * float(np.std(e)),
-            "steps_per_s": steps / seconds, "compiles": calc.potential.compile_count}
+            "steps_per_s_after_first": steps / seconds, "compiles": calc.potential.compile_count}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=240, help="configurations to generate")
     ap.add_argument("--n-test", type=int, default=40)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md-steps", type=int, default=200)
     ap.add_argument("--out", default="runs/demo")
@@ -106,7 +107,7 @@ def main(argv=None):
     md = nve_drift(calc, args.md_steps, 2.0, 300.0, args.seed)
     print(f"\nNVE MD, {md['n_atoms']} Ag atoms, {md['steps']} steps of {md['timestep_fs']} fs from {md['temperature_K']:.0f} K: "
           f"energy drift {md['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, fluctuation {md['fluctuation_meV_per_atom']:.3f} meV/atom, "
-          f"{md['steps_per_s']:.1f} steps/s, {md['compiles']} compilation(s)")
+          f"{md['steps_per_s_after_first']:.1f} steps/s after the first, {md['compiles']} compilation(s)")
     with open(out / "demo_results.json", "w") as f:
         json.dump({"test": metrics, "nve": md}, f, indent=1)
     print(f"results in {out / 'demo_results.json'}")
