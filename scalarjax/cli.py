@@ -34,7 +34,8 @@ def main(argv=None):
         from scalarjax.training.evaluate import evaluate_run
         from scalarjax.training.metrics import format_table
 
-        metrics = evaluate_run(args.run_dir, args.data, args.batch_size)
+        parity_png = args.out.rsplit(".", 1)[0] + "_parity.png" if args.out else None
+        metrics = evaluate_run(args.run_dir, args.data, args.batch_size, parity_png)
         print(format_table(metrics))
         if args.out:
             with open(args.out, "w") as f:

@@ -22,9 +22,14 @@ def load_run(run_dir) -> Potential:
     return pot
 
 
-def evaluate_run(run_dir, data_path, batch_size: int = 8) -> dict:
+def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None) -> dict:
     pot = load_run(run_dir)
     configs = read_configurations(data_path)
     graphs = [configuration_to_graph(c, pot.elements, pot.config.r_max) for c in configs]
     stress = any(c.stress is not None for c in configs)
-    return error_metrics(configs, predict(pot.function(stress), pot.params, graphs, batch_size, stress))
+    preds = predict(pot.function(stress), pot.params, graphs, batch_size, stress)
+    if parity_png:
+        from scalarjax.training.plots import parity
+
+        parity(configs, preds, parity_png, str(data_path))
+    return error_metrics(configs, preds)

@@ -8,6 +8,7 @@ Run directory layout::
     RUN_DIR/checkpoints/         orbax: train state (params, optimiser, EMA) + loop state, latest N
     RUN_DIR/best/                orbax: EMA parameters with the best validation score
     RUN_DIR/final_metrics.json   errors of the best parameters on valid (and test) sets
+    RUN_DIR/learning_curve.png, parity_valid.png, parity_test.png
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph
 from scalarjax.potential import Potential, make_potential
 from scalarjax.training.config import RunConfig, to_dict
+from scalarjax.training import plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
@@ -197,10 +199,13 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
 
     best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
     final = {}
+    plots.learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     for name, configs in (("valid", valid_set), ("test", test_set)):
         if configs:
             graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
-            final[name] = error_metrics(configs, predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress))
+            preds = predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress)
+            final[name] = error_metrics(configs, preds)
+            plots.parity(configs, preds, run_dir / f"parity_{name}.png", f"{name} set, best EMA parameters")
             print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
     with open(run_dir / "final_metrics.json", "w") as f:
         json.dump(final, f, indent=1)
