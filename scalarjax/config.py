@@ -80,6 +80,10 @@ def _coerce(value: Any, typ: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{path}: expected an integer, got {value!r}")
         return value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{path}: expected true or false, got {value!r}")
+        return value
     if typ is str:
         if not isinstance(value, str):
             raise TypeError(f"{path}: expected a string, got {value!r}")

@@ -135,11 +135,23 @@ def batch_graphs(graphs: Sequence[jraph.GraphsTuple], size: PadSize | None = Non
     return jraph.pad_with_graphs(batched, size.n_node, size.n_edge, size.n_graph)
 
 
+def max_pad_size(graphs: Sequence[jraph.GraphsTuple], batch_size: int) -> PadSize:
+    """One padded shape that fits *any* batch of ``batch_size`` of these graphs (the largest
+    node and edge counts summed), so a shuffled data set compiles exactly once."""
+    nodes = sorted((int(g.n_node.sum()) for g in graphs), reverse=True)[:batch_size]
+    edges = sorted((int(g.n_edge.sum()) for g in graphs), reverse=True)[:batch_size]
+    up = lambda n, m: -(-n // m) * m  # exact bound, rounded to a multiple of m (not the 25% grid)
+    return PadSize(up(sum(nodes) + 1, 8), up(sum(edges), 64), batch_size + 1)
+
+
 def batches(
-    graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0
+    graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size: PadSize | None = None
 ) -> Iterable[jraph.GraphsTuple]:
-    """Padded batches of ``batch_size`` graphs; the graph axis is always ``batch_size + 1``."""
+    """Padded batches of ``batch_size`` graphs; the graph axis is always ``batch_size + 1``.
+
+    ``size``: one fixed padded shape for every batch (e.g. :func:`max_pad_size`); else each
+    batch is padded to its own bucket."""
     order = np.random.default_rng(seed).permutation(len(graphs)) if shuffle else np.arange(len(graphs))
     for start in range(0, len(order), batch_size):
         chunk = [graphs[i] for i in order[start : start + batch_size]]
-        yield batch_graphs(chunk, pad_size_for(chunk, batch_size))
+        yield batch_graphs(chunk, size or pad_size_for(chunk, batch_size))

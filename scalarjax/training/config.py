@@ -40,6 +40,9 @@ class DataConfig:
     config_type_weights: dict = dataclasses.field(default_factory=dict)
     batch_size: int = 4
     valid_batch_size: int = 8
+    # One padded shape for all training batches (compiles once; pads to the largest possible
+    # batch). False: per-batch buckets (less padding, a few more compilations).
+    fixed_padding: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

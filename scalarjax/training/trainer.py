@@ -29,7 +29,7 @@ import yaml
 
 from scalarjax.config import load_model_config
 from scalarjax.data.io import LabelKeys, read_configurations
-from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph
+from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
 from scalarjax.training.config import RunConfig, to_dict
 from scalarjax.training import plots
@@ -132,6 +132,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
     step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
     state = init_state(pot.params, optimizer)
+    train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
     loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False, "skipped": 0}
@@ -151,7 +152,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
         collected = []
-        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch)):
+        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)):
             state, m = step_fn(state, batch, ew)
             collected.append(m)
             if progress and (i + 1) % max(1, steps_per_epoch // 10) == 0:

@@ -1,0 +1,75 @@
+"""Training throughput (configurations/s) of the default medium MACE on mlearn Si, batch size 4.
+
+The same loss weights as the peer measurement (energy 1, forces 100, stress 100), Adam/AMSGrad,
+float32 by default. Times one epoch of jitted steps after a warm-up epoch (compiles excluded).
+
+    python experiments/bench_training.py [--data DIR] [--dtype float32] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default=os.environ.get("SCALARJAX_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")))
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_training_cpu.json"))
+    args = ap.parse_args()
+    import jax
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import scalarjax  # noqa: F401
+    from scalarjax.data.io import read_mlearn_json
+    from scalarjax.graph.batch import batches, max_pad_size
+    from scalarjax.potential import make_potential
+    from scalarjax.training.config import load_run_config
+    from scalarjax.training.loss import LossWeights
+    from scalarjax.training.optim import init_state, make_optimizer, make_train_step
+    from scalarjax.training.trainer import model_with_statistics
+    from scalarjax.potential import Potential
+
+    cfg = load_run_config(raw={"model": {"dtype": args.dtype}, "training": {"optimizer": "amsgrad", "lr": 0.01}})
+    train = read_mlearn_json(os.path.join(args.data, "mlearn", "Si", "training.json"))
+    model_cfg, graphs, stats = model_with_statistics(cfg, train)
+    pot = Potential(model_cfg)
+    opt = make_optimizer(cfg.training)
+    step = make_train_step(make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, True), LossWeights(1.0, 100.0, 100.0), opt, 0.99, 0)
+    state = init_state(pot.params, opt)
+    ew = np.asarray(1.0, pot.dtype)
+    t = time.perf_counter()
+    size = max_pad_size(graphs, args.batch_size)  # as the trainer does (data.fixed_padding: true)
+    for b in batches(graphs, args.batch_size, shuffle=True, seed=0, size=size):  # warm-up epoch: compiles every bucket
+        state, m = step(state, b, ew)
+    jax.block_until_ready(state)
+    warm_s = time.perf_counter() - t
+    compiles = step._cache_size()
+    epoch = list(batches(graphs, args.batch_size, shuffle=True, seed=1, size=size))
+    times = []
+    for b in epoch:
+        t = time.perf_counter()
+        state, m = step(state, b, ew)
+        jax.block_until_ready(m["loss"])
+        times.append(time.perf_counter() - t)
+    total = sum(times)
+    new_compiles = step._cache_size() - compiles
+    out = {"command": "python experiments/bench_training.py", "dtype": args.dtype, "batch_size": args.batch_size,
+           "configs": len(graphs), "steps": len(times), "seconds_epoch": round(total, 2),
+           "configs_per_s": round(len(graphs) / total, 2), "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
+           "warmup_epoch_s": round(warm_s, 1), "padded_shape": [size.n_node, size.n_edge, size.n_graph], "compiled_shapes": compiles, "compiles_in_timed_epoch": new_compiles,
+           "avg_num_neighbors": stats["avg_num_neighbors"], "loadavg": os.getloadavg()}
+    print(json.dumps(out, indent=1))
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
