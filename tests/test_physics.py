@@ -181,3 +181,17 @@ def test_correlation_orders(correlation):
     minus.positions[1, 2] -= h
     (ep, em), _, _ = evaluate(pot, [plus, minus], size=None)
     assert np.abs(f).max() > 1e-3 and -(ep - em) / (2 * h) == pytest.approx(f[1, 2], rel=1e-6, abs=1e-9)
+
+
+def test_fixed_padding_fits_every_shuffle():
+    """Training pads every shuffled batch to one shape (one compilation for the whole data set)."""
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
+
+    el = ElementTable((8, 14))
+    graphs = [configuration_to_graph(Configuration.from_atoms(a), el, 3.5) for a in
+              [triclinic_cell(20 + i, n=4 + 2 * i) for i in range(6)] + [molecule(30 + i, n=3 + i) for i in range(5)]]
+    size = max_pad_size(graphs, 3)
+    shapes = {(b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0])
+              for seed in range(20) for b in batches(graphs, 3, shuffle=True, seed=seed, size=size)}
+    assert shapes == {(size.n_node, size.n_edge, size.n_graph)}
