@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from scalarjax.data.configuration import full_to_voigt  # noqa: F401  (re-exported for users)
 
 
 def edge_vectors(positions, cell, shifts, senders, receivers, edge_graph):

@@ -15,7 +15,7 @@ import numpy as np
 
 from scalarjax.nn.features import natural_irreps
 from scalarjax.nn.linear import MLP
-from scalarjax.nn.radial import radial_embedding, polynomial_cutoff
+from scalarjax.nn.radial import radial_embedding
 from scalarjax.scalar.pathway import HookContext
 
 

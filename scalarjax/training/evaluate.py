@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+import yaml
+
 from scalarjax.data.io import read_configurations
 from scalarjax.graph.batch import configuration_to_graph
 from scalarjax.potential import Potential
@@ -16,7 +18,8 @@ def load_run(run_dir) -> Potential:
     from scalarjax.training.trainer import load_params
 
     run_dir = pathlib.Path(run_dir)
-    cfg = load_run_config(raw=__import__("yaml").safe_load(open(run_dir / "config.yaml")))
+    with open(run_dir / "config.yaml") as f:
+        cfg = load_run_config(raw=yaml.safe_load(f))
     pot = Potential(cfg.model)
     pot.params = load_params(run_dir / "best", pot.params)
     return pot

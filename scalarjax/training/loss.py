@@ -15,7 +15,6 @@ import dataclasses
 import jax.numpy as jnp
 import jraph
 
-from scalarjax.data.configuration import voigt_to_full  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
