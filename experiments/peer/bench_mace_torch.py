@@ -82,8 +82,12 @@ Z_ASPIRIN = [1, 6, 8]
 Z_SI = [14]
 
 
-def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0):
-    """Mirror mace.tools.model_script_utils.configure_model/_build_model."""
+def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0,
+                avg_num_neighbors=None, atomic_energies=None, scale=None):
+    """Mirror mace.tools.model_script_utils.configure_model/_build_model.
+
+    The data statistics default to the benchmark's fixed values (avg 20, zero E0s, scale 1);
+    the training-throughput script passes the ones computed from its data."""
     torch.manual_seed(seed)
     z_table = utils.AtomicNumberTable(list(zs))
     model = modules.ScaleShiftMACE(
@@ -96,9 +100,9 @@ def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0):
         num_elements=len(z_table),
         hidden_irreps=o3.Irreps(HIDDEN_IRREPS),
         edge_irreps=None,
-        atomic_energies=np.zeros((1, len(z_table))),  # heads x elements, as run_train
+        atomic_energies=np.zeros((1, len(z_table))) if atomic_energies is None else atomic_energies,  # heads x elements
         apply_cutoff=True,
-        avg_num_neighbors=AVG_NUM_NEIGHBORS,
+        avg_num_neighbors=AVG_NUM_NEIGHBORS if avg_num_neighbors is None else avg_num_neighbors,
         atomic_numbers=z_table.zs,
         use_reduced_cg=False,  # arg_parser default
         use_so3=False,
@@ -110,7 +114,7 @@ def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0):
         gate=modules.gate_dict[GATE],
         interaction_cls_first=modules.interaction_classes[interaction_first],
         MLP_irreps=o3.Irreps(MLP_IRREPS),
-        atomic_inter_scale=SCALE,
+        atomic_inter_scale=SCALE if scale is None else scale,
         atomic_inter_shift=[0.0],  # --model MACE: [0.0] * len(heads)
         radial_MLP=RADIAL_MLP,
         radial_type="bessel",

@@ -102,41 +102,10 @@ def load_configs(path):
 
 
 def build_model(z_table, avg_num_neighbors, atomic_energies, scale, seed):
-    torch.manual_seed(seed)
-    return modules.ScaleShiftMACE(
-        r_max=bench.R_MAX,
-        num_bessel=bench.NUM_RADIAL_BASIS,
-        num_polynomial_cutoff=bench.NUM_CUTOFF_BASIS,
-        max_ell=bench.MAX_ELL,
-        interaction_cls=modules.interaction_classes[bench.INTERACTION],
-        num_interactions=bench.NUM_INTERACTIONS,
-        num_elements=len(z_table),
-        hidden_irreps=o3.Irreps(bench.HIDDEN_IRREPS),
-        edge_irreps=None,
-        atomic_energies=atomic_energies,
-        apply_cutoff=True,
-        avg_num_neighbors=avg_num_neighbors,
-        atomic_numbers=z_table.zs,
-        use_reduced_cg=False,
-        use_so3=False,
-        use_edge_irreps_first=False,
-        cueq_config=None,
-        pair_repulsion=False,
-        distance_transform="None",
-        correlation=bench.CORRELATION,
-        gate=modules.gate_dict[bench.GATE],
-        interaction_cls_first=modules.interaction_classes[bench.INTERACTION_FIRST_DEFAULT_MODEL],
-        MLP_irreps=o3.Irreps(bench.MLP_IRREPS),
-        atomic_inter_scale=scale,
-        atomic_inter_shift=[0.0],
-        radial_MLP=bench.RADIAL_MLP,
-        radial_type="bessel",
-        heads=["Default"],
-        embedding_specs=None,
-        use_embedding_readout=False,
-        use_last_readout_only=False,
-        use_agnostic_product=False,
-    )
+    """The benchmark's medium model (same constructor), with this data's statistics."""
+    model, _ = bench.build_model(tuple(z_table.zs), seed=seed, avg_num_neighbors=avg_num_neighbors,
+                                 atomic_energies=atomic_energies, scale=scale)
+    return model
 
 
 def make_optimizer(model, lr, weight_decay, amsgrad):

@@ -134,7 +134,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
-    loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False, "skipped": 0}
+    loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False}
     if manager.latest_step() is not None:
         restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(state), loop=ocp.args.JsonRestore()))
         state, loop = restored["state"], dict(restored["loop"])
