@@ -1,8 +1,16 @@
 """Typed model configuration and the one place that turns overrides / YAML into it.
 
-Names follow MACE: ``r_max`` (Å), ``num_bessel``, ``num_polynomial_cutoff`` (p of the envelope),
-``max_ell``, ``hidden_irreps``, ``correlation``, ``num_interactions``, ``mlp_irreps``,
-``radial_mlp`` (hidden widths), ``avg_num_neighbors``. The defaults are MACE's "medium" model.
+Shared by every backbone: ``r_max`` (Å), ``num_bessel``, ``num_polynomial_cutoff`` (p of the
+envelope), ``radial_mlp`` (hidden widths of the radial MLP), ``avg_num_neighbors``, the data
+statistics and ``dtype``.
+
+Backbone-specific settings keep the names of the reference implementation and default to ``None``,
+resolved per backbone in :data:`BACKBONE_DEFAULTS`; giving one to the other backbone is an error.
+
+- ``mace`` (MACE's "medium" model): ``max_ell``, ``hidden_irreps``, ``correlation``,
+  ``num_interactions``, ``mlp_irreps``.
+- ``nequip`` (nequip's names): ``num_layers``, ``l_max``, ``parity`` (also carry odd-parity
+  features), ``num_features``, ``resnet`` (residual update where a layer's irreps are unchanged).
 """
 
 from __future__ import annotations
@@ -15,7 +23,18 @@ from typing import Any, Mapping, Optional
 import jax
 
 DTYPES = ("float32", "float64")
-BACKBONES = ("mace",)
+BACKBONES = ("mace", "nequip")
+
+# Per backbone: defaults of its own settings and of the shared ones whose default differs.
+# NequIP: nequip's "full" example (4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, p = 6)
+# with r_max 5 Å like MACE.
+BACKBONE_DEFAULTS = {
+    "mace": dict(max_ell=3, hidden_irreps="64x0e+64x1o", correlation=3, num_interactions=2, mlp_irreps="16x0e",
+                 radial_mlp=(64, 64, 64), num_polynomial_cutoff=5),
+    "nequip": dict(num_layers=4, l_max=2, parity=True, num_features=32, resnet=True,
+                   radial_mlp=(64, 64), num_polynomial_cutoff=6),
+}
+SHARED_WITH_DEFAULTS = ("radial_mlp", "num_polynomial_cutoff")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,14 +42,21 @@ class ModelConfig:
     backbone: str = "mace"
     r_max: float = 5.0
     num_bessel: int = 8
-    num_polynomial_cutoff: int = 5
-    max_ell: int = 3
-    hidden_irreps: str = "64x0e+64x1o"
-    correlation: int = 3
-    num_interactions: int = 2
-    mlp_irreps: str = "16x0e"
-    radial_mlp: tuple[int, ...] = (64, 64, 64)
+    num_polynomial_cutoff: Optional[int] = None
+    radial_mlp: Optional[tuple[int, ...]] = None
     avg_num_neighbors: float = 1.0
+    # MACE
+    max_ell: Optional[int] = None
+    hidden_irreps: Optional[str] = None
+    correlation: Optional[int] = None
+    num_interactions: Optional[int] = None
+    mlp_irreps: Optional[str] = None
+    # NequIP
+    num_layers: Optional[int] = None
+    l_max: Optional[int] = None
+    parity: Optional[bool] = None
+    num_features: Optional[int] = None
+    resnet: Optional[bool] = None
     # Statistics of the data (set by training; defaults give an untrained model).
     atomic_numbers: tuple[int, ...] = ()
     atomic_energies: tuple[float, ...] = ()  # E0 per element of ``atomic_numbers``, eV
@@ -43,10 +69,26 @@ class ModelConfig:
             raise ValueError(f"model.backbone: unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype: {self.dtype!r} is not one of {DTYPES}")
-        if not 1 <= self.correlation <= 4:
-            raise ValueError(f"model.correlation: {self.correlation} is outside 1..4")
-        if self.r_max <= 0 or self.num_bessel < 1 or self.num_interactions < 1 or self.max_ell < 0:
-            raise ValueError("model: r_max, num_bessel, num_interactions must be positive and max_ell ≥ 0")
+        own = BACKBONE_DEFAULTS[self.backbone]
+        for other, defaults in BACKBONE_DEFAULTS.items():
+            for key in defaults:
+                if key in own or key in SHARED_WITH_DEFAULTS:
+                    continue
+                if getattr(self, key) is not None:
+                    raise ValueError(f"model.{key}: a {other} setting, but model.backbone is {self.backbone!r}")
+        for key, value in own.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        if self.r_max <= 0 or self.num_bessel < 1:
+            raise ValueError("model: r_max and num_bessel must be positive")
+        if self.backbone == "mace":
+            if not 1 <= self.correlation <= 4:
+                raise ValueError(f"model.correlation: {self.correlation} is outside 1..4")
+            if self.num_interactions < 1 or self.max_ell < 0:
+                raise ValueError("model: num_interactions must be positive and max_ell ≥ 0")
+        else:
+            if self.num_layers < 1 or self.l_max < 0 or self.num_features < 1:
+                raise ValueError("model: num_layers and num_features must be positive and l_max ≥ 0")
         object.__setattr__(self, "radial_mlp", tuple(int(w) for w in self.radial_mlp))
         object.__setattr__(self, "atomic_numbers", tuple(sorted(int(z) for z in self.atomic_numbers)))
         object.__setattr__(self, "atomic_energies", tuple(float(e) for e in self.atomic_energies))

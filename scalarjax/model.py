@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from scalarjax.backbones.mace import MACE
+from scalarjax.backbones.nequip import NequIP
 from scalarjax.config import ModelConfig
 
-BACKBONE_CLASSES = {"mace": MACE}
+BACKBONE_CLASSES = {"mace": MACE, "nequip": NequIP}
 
 
 class AtomicEnergyModel(nn.Module):

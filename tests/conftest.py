@@ -41,9 +41,21 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_potential():
+# A tiny NequIP with the same statistics: three gated layers, l_max 2, residual updates.
+TINY_NEQUIP = {
+    **{k: v for k, v in TINY.items() if k not in ("max_ell", "hidden_irreps", "correlation", "num_interactions", "mlp_irreps")},
+    "backbone": "nequip",
+    "num_layers": 3,
+    "l_max": 2,
+    "num_features": 8,
+}
+TINY_BY_BACKBONE = {"mace": TINY, "nequip": TINY_NEQUIP}
+
+
+@pytest.fixture(scope="session", params=sorted(TINY_BY_BACKBONE))
+def tiny_potential(request):
+    """A tiny float64 model of every backbone: the physics tests run once per backbone."""
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
 
-    return Potential(load_model_config(TINY), seed=1)
+    return Potential(load_model_config(TINY_BY_BACKBONE[request.param]), seed=1)

@@ -1,4 +1,4 @@
-"""Pieces every backbone shares: edge geometry, species embedding, readouts.
+"""Pieces every backbone shares: edge geometry, species embedding, the equivariant convolution, readouts.
 
 A backbone is a Flax module ``(species [N], vectors [E, 3], senders [E], receivers [E],
 edge_mask [E], node_mask [N]) → per-atom energies [N]`` in units of the model's ``scale``
@@ -13,9 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scalarjax.nn.features import natural_irreps
-from scalarjax.nn.linear import MLP
+from scalarjax.nn.features import Features, natural_irreps
+from scalarjax.nn.linear import MLP, IrrepsLinear
 from scalarjax.nn.radial import radial_embedding
+from scalarjax.nn.tensor_product import channelwise_tp_plan
+from scalarjax.scalar import pathway
 from scalarjax.scalar.pathway import HookContext
 
 
@@ -59,6 +61,49 @@ class SpeciesEmbedding(nn.Module):
     def __call__(self, species: jnp.ndarray) -> jnp.ndarray:
         w = self.param("w", lambda k, s: jax.random.normal(k, s, self.dtype), (self.num_species, self.channels))
         return (w * (1.0 / np.sqrt(self.num_species)))[species][:, None, :]
+
+
+class Convolution(nn.Module):
+    """Equivariant convolution shared by MACE's interaction and NequIP's layer.
+
+        h̃_i   = Linear_up(h_i)                                         (per irrep, C channels)
+        w_ij  = RadialMLP(edge_scalars(B(r_ij) · u(r_ij)))              [E, paths, C]
+        m_i   = aggregate_j  w_ij ⊙ (h̃_j ⊗ Y(r̂_ij))                     (channelwise TP; Σ_j / avg_num_neighbors)
+        A_i   = Linear_ir3(m_i)                                        (mixes paths and channels per output irrep)
+
+    Args: ``h`` ``{ir: [N, 2l+1, C_in]}``, ``sh`` ``[E, (sh_max_ell+1)²]``, ``edge_feats`` ``[E, F]``.
+    Returns ``{ir3: [N, 2l3+1, channels_out[ir3]]}`` for the irreps of ``channels_out`` that the
+    product reaches. ``edge_scalars`` and ``aggregate`` are the scalar-pathway hooks, called here
+    and nowhere else.
+    """
+
+    channels: int
+    sh_max_ell: int
+    channels_out: dict
+    radial_mlp: tuple[int, ...]
+    layer: int
+    transforms: tuple = ()
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, h: Features, sh, edge_feats, ctx: HookContext) -> Features:
+        C = self.channels
+        h = IrrepsLinear({ir: C for ir in h}, self.dtype, name="linear_up")(h)
+        plan = channelwise_tp_plan(tuple(sorted(h)), self.sh_max_ell, tuple(self.channels_out))
+
+        x = pathway.edge_scalars(self.transforms, edge_feats, ctx, self.layer)
+        w = MLP(tuple(self.radial_mlp) + (plan.num_paths * C,), self.dtype, name="radial_mlp")(x)
+        w = w.reshape(-1, plan.num_paths, C) * ctx.edge_mask[:, None, None]
+
+        h_send = {ir: v[ctx.senders] for ir, v in h.items()}
+        agg = pathway.aggregate(self.transforms, plan, h_send, sh, w, ctx, self.layer)
+
+        A = {}
+        for ir3, block in agg.items():  # [N, P, 2l+1, C]
+            P, c_out = block.shape[1], self.channels_out[ir3]
+            W = self.param(f"linear_{ir3}", lambda k, s: jax.random.normal(k, s, self.dtype), (P, C, c_out))
+            A[ir3] = jnp.einsum("npmc,pcd->nmd", block, W * (1.0 / np.sqrt(P * C)))
+        return A
 
 
 class LinearReadout(nn.Module):

@@ -18,11 +18,10 @@ The last layer keeps only scalars (its product outputs 0e). The per-atom output 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from scalarjax.backbones.common import (
+    Convolution,
     LinearReadout,
     NonLinearReadout,
     SpeciesEmbedding,
@@ -32,9 +31,8 @@ from scalarjax.backbones.common import (
 )
 from scalarjax.config import ModelConfig
 from scalarjax.nn.features import Features, irreps_to_channels, natural_irreps
-from scalarjax.nn.linear import MLP, IrrepsLinear, SpeciesLinear
+from scalarjax.nn.linear import IrrepsLinear, SpeciesLinear
 from scalarjax.nn.symmetric_contraction import SymmetricContraction
-from scalarjax.nn.tensor_product import channelwise_tp_plan
 from scalarjax.scalar import pathway
 
 
@@ -60,22 +58,10 @@ class MACEInteraction(nn.Module):
     def __call__(self, h: Features, sh, edge_feats, ctx) -> tuple[Features, Features]:
         C = self.channels
         sc = SpeciesLinear(self.skip_irreps, self.num_species, self.dtype, name="skip")(h, ctx.onehot) if self.residual else {}
-        h = IrrepsLinear({ir: C for ir in h}, self.dtype, name="linear_up")(h)
-        target = natural_irreps(self.max_ell)
-        plan = channelwise_tp_plan(tuple(sorted(h)), self.max_ell, target)
-
-        x = pathway.edge_scalars(self.transforms, edge_feats, ctx, self.layer)
-        w = MLP(self.radial_mlp + (plan.num_paths * C,), self.dtype, name="radial_mlp")(x)
-        w = w.reshape(-1, plan.num_paths, C) * ctx.edge_mask[:, None, None]
-
-        h_send = {ir: v[ctx.senders] for ir, v in h.items()}
-        agg = pathway.aggregate(self.transforms, plan, h_send, sh, w, ctx, self.layer)
-
-        A = {}
-        for ir3, block in agg.items():  # [N, P, 2l+1, C]
-            P = block.shape[1]
-            W = self.param(f"linear_{ir3}", lambda k, s: jax.random.normal(k, s, self.dtype), (P, C, C))
-            A[ir3] = jnp.einsum("npmc,pcd->nmd", block, W * (1.0 / np.sqrt(P * C)))
+        target = {ir: C for ir in natural_irreps(self.max_ell)}
+        A = Convolution(C, self.max_ell, target, self.radial_mlp, self.layer, self.transforms, self.dtype, name="conv")(
+            h, sh, edge_feats, ctx
+        )
         if not self.residual:  # MACE's first block: species-indexed linear on the messages instead of a skip
             A = SpeciesLinear({ir: C for ir in A}, self.num_species, self.dtype, name="species_linear")(A, ctx.onehot)
         return A, sc

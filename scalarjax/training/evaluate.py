@@ -25,9 +25,9 @@ def load_run(run_dir) -> Potential:
     return pot
 
 
-def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None) -> dict:
+def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None, keys=None) -> dict:
     pot = load_run(run_dir)
-    configs = read_configurations(data_path)
+    configs = read_configurations(data_path) if keys is None else read_configurations(data_path, keys=keys)
     graphs = [configuration_to_graph(c, pot.elements, pot.config.r_max) for c in configs]
     stress = any(c.stress is not None for c in configs)
     preds = predict(pot.function(stress), pot.params, graphs, batch_size, stress)

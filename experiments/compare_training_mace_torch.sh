@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# mlearn Si: scalarjax's `scalarjax train` against mace-torch's own `mace_run_train` on the same split,
+# the same model settings (default medium MACE, float32), the same loss, optimiser, schedule, EMA,
+# stage two and number of epochs; both test sets scored by the same metric code.
+# Needs the peer venv of experiments/peer/README.md. Run on an otherwise idle machine (~75 min).
+#   bash experiments/compare_training_mace_torch.sh [EPOCHS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EPOCHS=${1:-40}
+PEER=${PEER_PYTHON:-/work/peer/venv/bin/python}
+W=runs/compare_si
+R=experiments/results
+mkdir -p $W
+START=$(python3 -c "print(int(0.8 * $EPOCHS))")
+
+.venv/bin/python experiments/peer/training_split.py write experiments/configs/mlearn_si.yaml $W/split
+
+/usr/bin/time -v -o $W/scalarjax_time.txt .venv/bin/scalarjax train experiments/configs/mlearn_si.yaml \
+  --set training.max_epochs=$EPOCHS --set output.run_dir=$W/scalarjax 2>&1 | tee $W/scalarjax.log
+
+/usr/bin/time -v -o $W/mace_time.txt $PEER experiments/peer/mace_cli.py run_train \
+  --name mace_si --work_dir $W/mace --seed 0 --device cpu --default_dtype float32 \
+  --train_file $W/split/train.xyz --valid_file $W/split/valid.xyz --test_file $W/split/test.xyz \
+  --energy_key REF_energy --forces_key REF_forces --stress_key REF_stress \
+  --model MACE --hidden_irreps '64x0e+64x1o' --r_max 5.0 --num_bessel 8 --num_polynomial_cutoff 5 \
+  --max_ell 3 --correlation 3 --num_interactions 2 --MLP_irreps 16x0e --radial_MLP '[64, 64, 64]' \
+  --E0s average --scaling rms_forces_scaling \
+  --loss stress --energy_weight 1 --forces_weight 100 --stress_weight 100 \
+  --batch_size 4 --valid_batch_size 8 --max_num_epochs $EPOCHS --lr 0.01 --amsgrad --weight_decay 5e-7 \
+  --scheduler ReduceLROnPlateau --scheduler_patience 5 --lr_factor 0.8 --clip_grad 10 \
+  --ema --ema_decay 0.99 --swa --start_swa $START --swa_lr 0.001 \
+  --swa_energy_weight 1000 --swa_forces_weight 100 --swa_stress_weight 100 \
+  --error_table PerAtomMAEstressvirials 2>&1 | tee $W/mace.log
+
+MODEL=$W/mace/mace_si_stagetwo.model
+[ -f $MODEL ] || MODEL=$W/mace/mace_si.model
+$PEER experiments/peer/mace_cli.py eval_configs --configs $W/split/test.xyz --model $MODEL \
+  --output $W/mace_test_pred.xyz --device cpu --default_dtype float32 --batch_size 8 --compute_stress
+
+.venv/bin/python experiments/peer/training_split.py score $W/split $W/mace_test_pred.xyz \
+  --run-dir $W/scalarjax --out $R/training_mlearn_si_vs_mace_torch.json
+grep "Elapsed (wall" $W/scalarjax_time.txt $W/mace_time.txt
