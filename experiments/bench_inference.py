@@ -1,11 +1,13 @@
-"""Steady-state inference benchmark: E+F (molecules) and E+F+S (periodic) for the default medium MACE.
+"""Steady-state inference benchmark: E+F (molecules) and E+F+S (periodic) for the default models
+of every backbone (medium MACE; NequIP with 4 layers, l_max 2, 32 features), timed in one run.
 
 Cases: one rMD17 aspirin (21 atoms), a batch of 10 aspirins, the 64-atom mlearn Si cell (first
 AIMD-NVT frame of test.json) and its 2×2×2 supercell (512 atoms). Each dtype runs in its own
 process (float64 needs JAX's x64 mode, which a float32 run must not have). Compile (first call)
 is reported apart from the steady state (median of ≥20 calls after 3 warm-up calls).
 
-    python experiments/bench_inference.py [--data DIR] [--out experiments/results/bench_inference_cpu.json]
+    python experiments/bench_inference.py [--data DIR] [--backbones mace,nequip] [--cases si_64,aspirin_x1]
+                                          [--out experiments/results/bench_inference_cpu.json]
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def time_calls(fn, n_min: int = 20, budget_s: float = 20.0) -> list[float]:
     return times
 
 
-def run_one(dtype: str, data_dir: str) -> dict:
+def run_one(dtype: str, data_dir: str, backbone: str, case_names) -> dict:
     import jax
 
     if dtype == "float64":
@@ -82,12 +84,12 @@ def run_one(dtype: str, data_dir: str) -> dict:
     from scalarjax.config import load_model_config
 
     results = {}
-    cases = structures(data_dir)
+    cases = {k: v for k, v in structures(data_dir).items() if not case_names or k in case_names}
     zs = {"aspirin": (1, 6, 8), "si": (14,)}
     pots = {}
     t0 = time.perf_counter()
     for key, z in zs.items():
-        cfg = load_model_config({"atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0})
+        cfg = load_model_config({"backbone": backbone, "atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0})
         pots[key] = Potential(cfg, seed=0)
     init_s = (time.perf_counter() - t0) / 2
     for name, (atoms_list, stress) in cases.items():
@@ -113,7 +115,7 @@ def run_one(dtype: str, data_dir: str) -> dict:
             "gflop": round(float(cost.get("flops", 0.0)) / 1e9, 4),
             "params": pot.num_params(),
         }
-        print(f"  {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
+        print(f"  {backbone:6s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
     return {"init_s": round(init_s, 2), "cases": results}
 
 
@@ -122,22 +124,30 @@ def main():
     ap.add_argument("--data", default=os.environ.get("SCALARJAX_DATA", os.path.join(HERE, "..", "..", "shared", "data")))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_inference_cpu.json"))
     ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--backbones", default="mace,nequip")
+    ap.add_argument("--cases", default="", help="comma-separated subset of aspirin_x1,aspirin_x10,si_64,si_512")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.data)))
+        dtype, backbone = args.child.split(":")
+        print(json.dumps(run_one(dtype, args.data, backbone, [c for c in args.cases.split(",") if c])))
         return
-    report = {"command": " ".join(sys.argv), "machine": machine(), "model": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)"}
+    report = {"command": " ".join(sys.argv), "machine": machine(), "models": {
+        "mace": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)",
+        "nequip": "NequIP (r_max 5, 8 Bessel, p=6, 4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, resnet)"}}
     import jax, flax, e3nn_jax
 
     report["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "e3nn_jax": e3nn_jax.__version__}
     for dtype in args.dtypes.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--child", dtype, "--data", args.data], capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
-        lines = proc.stdout.strip().splitlines()
-        print("\n".join(lines[:-1]))
-        report[dtype] = json.loads(lines[-1])
+        report[dtype] = {}
+        for backbone in args.backbones.split(","):
+            cmd = [sys.executable, __file__, "--child", f"{dtype}:{backbone}", "--data", args.data, "--cases", args.cases]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr)
+            lines = proc.stdout.strip().splitlines()
+            print("\n".join(lines[:-1]))
+            report[dtype][backbone] = json.loads(lines[-1])
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
