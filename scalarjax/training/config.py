@@ -67,6 +67,7 @@ class TrainingConfig:
     seed: int = 0
     max_nan_steps: int = 10
     eval_every: int = 1
+    test_every: int = 0  # >0: also log test-set metrics every N epochs (learning curves only; never used to select)
     time_limit_s: Optional[float] = None
 
 

@@ -28,11 +28,13 @@ def learning_curve(metrics_jsonl, out_png) -> bool:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.semilogy(epochs, [r["train_loss"] for r in rows])
     a.set_xlabel("epoch"), a.set_ylabel("train loss")
-    for key, label in (("energy_meV_per_atom", "E (meV/atom)"), ("forces_meV_per_A", "F (meV/Å)"), ("stress_meV_per_A3", "S (meV/Å³)")):
-        pts = [(r["epoch"], r["valid"][key]["mae"]) for r in rows if r.get("valid", {}).get(key, {}).get("mae") is not None]
-        if pts:
-            b.semilogy(*zip(*pts), label=label)
-    b.set_xlabel("epoch"), b.set_ylabel("validation MAE"), b.legend()
+    for split, style in (("valid", "-"), ("test", "--")):
+        for i, (key, label) in enumerate((("energy_meV_per_atom", "E (meV/atom)"), ("forces_meV_per_A", "F (meV/Å)"),
+                                          ("stress_meV_per_A3", "S (meV/Å³)"))):
+            pts = [(r["epoch"], r[split][key]["mae"]) for r in rows if r.get(split, {}).get(key, {}).get("mae") is not None]
+            if pts:
+                b.semilogy(*zip(*pts), style, color=f"C{i}", label=f"{split} {label}")
+    b.set_xlabel("epoch"), b.set_ylabel("MAE"), b.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
     plt.close(fig)

@@ -123,6 +123,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     pot = Potential(model_cfg, seed=tc.seed)
     elements = pot.elements
     valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
+    test_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in test_set] if tc.test_every > 0 else []
     compute_stress = any(c.stress is not None for c in train_set)
     potential_fn = pot.function(compute_stress)
     weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
@@ -183,6 +184,8 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
                     loop["lr"] *= tc.plateau_factor
                     loop["bad_epochs"] = 0
         record["seconds"] = round(time.perf_counter() - t0, 2)
+        if test_graphs and ((epoch + 1) % tc.test_every == 0 or epoch + 1 == tc.max_epochs):
+            record["test"] = error_metrics(test_set, predict(potential_fn, state.ema, test_graphs, cfg.data.valid_batch_size, compute_stress))["all"]
         record["compiles"] = pot.compile_count + step_fn._cache_size()
         log.write(json.dumps(record) + "\n")
         log.flush()
