@@ -63,6 +63,8 @@ class ModelConfig:
     scale: float = 1.0  # eV
     shift: float = 0.0  # eV per atom
     dtype: str = "float32"
+    # ℓ=0 scalar-pathway transforms, applied in order: [{kind: pan, ...}, {kind: pgs, ...}]
+    scalar_transforms: tuple = ()
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -90,10 +92,27 @@ class ModelConfig:
             if self.num_layers < 1 or self.l_max < 0 or self.num_features < 1:
                 raise ValueError("model: num_layers and num_features must be positive and l_max ≥ 0")
         object.__setattr__(self, "radial_mlp", tuple(int(w) for w in self.radial_mlp))
+        from scalarjax.scalar import transform_from_dict
+
+        if not isinstance(self.scalar_transforms, (list, tuple)):
+            raise TypeError(f"model.scalar_transforms: expected a list, got {self.scalar_transforms!r}")
+        object.__setattr__(self, "scalar_transforms", tuple(
+            transform_from_dict(t, f"model.scalar_transforms[{i}]") for i, t in enumerate(self.scalar_transforms)))
         object.__setattr__(self, "atomic_numbers", tuple(sorted(int(z) for z in self.atomic_numbers)))
         object.__setattr__(self, "atomic_energies", tuple(float(e) for e in self.atomic_energies))
         if self.atomic_energies and len(self.atomic_energies) != len(self.atomic_numbers):
             raise ValueError("model.atomic_energies: need one E0 per element of atomic_numbers")
+
+    def to_dict(self) -> dict:
+        """Plain data (YAML/JSON-able); transforms as ``{kind: ..., ...}`` mappings."""
+        from scalarjax.scalar import transform_to_dict
+
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["scalar_transforms"] = [transform_to_dict(t) for t in self.scalar_transforms]
+        d["radial_mlp"] = list(self.radial_mlp)
+        for key in ("atomic_numbers", "atomic_energies"):
+            d[key] = list(d[key])
+        return d
 
     def check_dtype(self) -> None:
         """float64 needs ``jax_enable_x64``: the library never flips that global flag itself."""
@@ -151,7 +170,7 @@ def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
     if config is None:
         base: dict = {}
     elif isinstance(config, ModelConfig):
-        base = dataclasses.asdict(config)
+        base = config.to_dict()
     elif isinstance(config, Mapping):
         base = dict(config)
     elif isinstance(config, (str, pathlib.Path)):

@@ -24,14 +24,13 @@ class AtomicEnergyModel(nn.Module):
     """``(species, vectors, senders, receivers, edge_mask, node_mask) → [N]`` per-atom energies, eV."""
 
     config: ModelConfig
-    transforms: tuple = ()
 
     @nn.compact
     def __call__(self, species, vectors, senders, receivers, edge_mask, node_mask) -> jnp.ndarray:
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         num_species = len(cfg.atomic_numbers)
-        x = BACKBONE_CLASSES[cfg.backbone](cfg, num_species, self.transforms, name="backbone")(
+        x = BACKBONE_CLASSES[cfg.backbone](cfg, num_species, cfg.scalar_transforms, name="backbone")(
             species, vectors, senders, receivers, edge_mask, node_mask
         )
         e0 = jnp.asarray(cfg.atomic_energies or (0.0,) * num_species, dtype)[species]

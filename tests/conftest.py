@@ -51,11 +51,21 @@ TINY_NEQUIP = {
 }
 TINY_BY_BACKBONE = {"mace": TINY, "nequip": TINY_NEQUIP}
 
+# Both scalar-pathway transforms with every option on and visibly non-identity weights at init.
+TINY_TRANSFORMS = (
+    {"kind": "pan", "neighbor_weights": True, "init_scale": 0.5, "hidden": 4},
+    {"kind": "pgs", "edge_modes": 4, "readout_modes": 3, "init_scale": 0.5},
+)
+TINY_VARIANTS = {
+    **TINY_BY_BACKBONE,
+    **{f"{name}+pan+pgs": {**cfg, "scalar_transforms": TINY_TRANSFORMS} for name, cfg in TINY_BY_BACKBONE.items()},
+}
 
-@pytest.fixture(scope="session", params=sorted(TINY_BY_BACKBONE))
+
+@pytest.fixture(scope="session", params=list(TINY_VARIANTS))
 def tiny_potential(request):
-    """A tiny float64 model of every backbone: the physics tests run once per backbone."""
+    """A tiny float64 model of every backbone, with and without PAN+PGS: the physics tests run for each."""
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
 
-    return Potential(load_model_config(TINY_BY_BACKBONE[request.param]), seed=1)
+    return Potential(load_model_config(TINY_VARIANTS[request.param]), seed=1)

@@ -37,16 +37,18 @@ def edge_features(lengths: jnp.ndarray, edge_mask: jnp.ndarray, num_bessel: int,
     return radial_embedding(lengths, num_bessel, r_max, p) * edge_mask[:, None]
 
 
-def hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num_species, r_max, avg_num_neighbors, dtype) -> HookContext:
+def hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num_species, cfg) -> HookContext:
     return HookContext(
         lengths=lengths,
         senders=senders,
         receivers=receivers,
         edge_mask=edge_mask,
         node_mask=node_mask,
-        onehot=jax.nn.one_hot(species, num_species, dtype=dtype),
-        r_max=r_max,
-        avg_num_neighbors=avg_num_neighbors,
+        onehot=jax.nn.one_hot(species, num_species, dtype=jnp.dtype(cfg.dtype)),
+        r_max=cfg.r_max,
+        avg_num_neighbors=cfg.avg_num_neighbors,
+        num_bessel=cfg.num_bessel,
+        envelope_p=cfg.num_polynomial_cutoff,
     )
 
 

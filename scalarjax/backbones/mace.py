@@ -84,7 +84,7 @@ class MACE(nn.Module):
 
         lengths, sh = edge_geometry(vectors, cfg.max_ell)
         edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
-        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg.r_max, cfg.avg_num_neighbors, dtype)
+        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg)
 
         h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
         energy = jnp.zeros(species.shape[0], dtype)

@@ -134,7 +134,7 @@ class NequIP(nn.Module):
         C = cfg.num_features
         lengths, sh = edge_geometry(vectors, cfg.l_max)
         edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
-        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg.r_max, cfg.avg_num_neighbors, dtype)
+        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg)
 
         h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
         for t, irreps_out in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity)):

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def bessel_basis(r: jnp.ndarray, num_bessel: int, r_max: float) -> jnp.ndarray:
-    """``r``: ``[E]`` distances (Å, > 0) → ``[E, num_bessel]`` (Å⁻¹ᐟ²)."""
-    n = jnp.arange(1, num_bessel + 1, dtype=r.dtype)
+def bessel_basis(r: jnp.ndarray, num_bessel: int, r_max: float, first_mode: int = 1) -> jnp.ndarray:
+    """``r``: ``[E]`` distances (Å, > 0) → ``[E, num_bessel]`` (Å⁻¹ᐟ²), modes n = first_mode … first_mode + num_bessel − 1."""
+    n = jnp.arange(first_mode, first_mode + num_bessel, dtype=r.dtype)
     prefactor = np.sqrt(2.0 / r_max)
     return prefactor * jnp.sin(n * (np.pi / r_max) * r[:, None]) / r[:, None]
 

@@ -1,24 +1,42 @@
-"""The scalar pathway's three hook points, shared by every backbone.
+"""The scalar pathway's hook points, shared by every backbone, and the transform protocol.
 
-A backbone reaches its invariant (ℓ=0) channels in exactly three places, and calls exactly one
-function here for each, so that scalar-pathway transforms (PAN, PGS, ...) plug in without editing
-any backbone:
+A backbone reaches its invariant (ℓ=0) channels in a few places and calls exactly one function
+here for each, so that scalar-pathway transforms (PAN, PGS, ...) plug in without editing any
+backbone and without any backbone-specific code in a transform:
 
-1. :func:`edge_scalars` — the edge scalar features (radial basis × envelope, ``[E, F]``) that feed
-   the radial MLP producing the tensor-product weights;
-2. :func:`aggregate` — the neighbour aggregation of the tensor-product messages; transforms may
-   re-weight its ℓ=0 paths (per neighbour before the sum, per atom after it); ℓ>0 paths are
-   always aggregated as ``(1/avg_num_neighbors) Σ_j``;
-3. :func:`readout_scalars` — the node scalars ``[N, C]`` that enter each readout.
+1. :func:`edge_scalars` — the edge scalar features ``[E, F]`` (radial basis × envelope) before the
+   radial MLP. They drive the weights of *every* path, so a transform acting here changes ℓ>0
+   messages too; the shipped transforms do not use it.
+2. :func:`aggregate` — the neighbour aggregation of the tensor-product messages. Transforms act
+   on its ℓ=0 paths only, in two places: ``scalar_edge_weights`` (the radial weights of the ℓ=0
+   paths, per neighbour, before the sum) and ``scalar_aggregate`` (a positive per-atom,
+   per-channel amplitude that multiplies the constant ``1/avg_num_neighbors``). ℓ>0 paths are
+   always ``(1/avg_num_neighbors) Σ_j`` with untouched weights.
+3. :func:`readout_scalars` — the node scalars ``[N, C]`` entering each readout.
 
-Each transform is a Flax module factory; the backbone passes the transforms of its config.
-With no transform every hook is the plain MACE / NequIP operation.
+**Protocol.** A transform is a frozen dataclass deriving from :class:`ScalarTransform` and
+registered with :func:`register_transform` under its ``kind``; it overrides any of the methods
+``edge_scalars``, ``scalar_edge_weights``, ``scalar_aggregate`` and ``readout``, each taking the
+layer index and returning a Flax module factory ``f(name=...)`` (typically
+``functools.partial(MyModule, self)``) or ``None`` for "not at this layer". The hook builds the
+module inside the calling backbone module, so every layer gets its own parameters, named
+``{kind}{index}_{hook}_{layer}``. Modules are called as
+
+    edge_scalars:         (x [E, F], ctx, layer)             → [E, F]
+    scalar_edge_weights:  (w0 [E, P0, C], ctx, layer)        → [E, P0, C]
+    scalar_aggregate:     (agg0 [N, P0, C], ctx, layer)      → amplitude [N, C] (> 0; 1 = no change)
+    readout:              (x [N, C], ctx, layer)             → [N, C]
+
+Transforms compose in config order; amplitudes multiply. With no transform every hook is the
+plain MACE / NequIP operation.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import dataclasses
+from typing import Callable, ClassVar, NamedTuple, Optional, Sequence
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
@@ -34,46 +52,109 @@ class HookContext(NamedTuple):
     onehot: jnp.ndarray  # [N, S] species one-hot
     r_max: float
     avg_num_neighbors: float
+    num_bessel: int  # the backbone's radial basis size (modes 1 … num_bessel)
+    envelope_p: int  # the backbone's polynomial-cutoff exponent
 
 
-def edge_scalars(transforms: Sequence, x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
-    for t in transforms:
-        x = t.edge(x, ctx, layer) if hasattr(t, "edge") else x
+HOOKS = ("edge_scalars", "scalar_edge_weights", "scalar_aggregate", "readout")
+Factory = Callable[..., nn.Module]  # called as factory(name=...)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalarTransform:
+    """Base of every transform's configuration (see the module docstring for the protocol).
+
+    ``identity_init``: initialise so that the model's outputs equal the base model's exactly.
+    """
+
+    kind: ClassVar[str] = ""
+    identity_init: bool = False
+
+    def edge_scalars(self, layer: int) -> Optional[Factory]:
+        return None
+
+    def scalar_edge_weights(self, layer: int) -> Optional[Factory]:
+        return None
+
+    def scalar_aggregate(self, layer: int) -> Optional[Factory]:
+        return None
+
+    def readout(self, layer: int) -> Optional[Factory]:
+        return None
+
+
+TRANSFORMS: dict[str, type] = {}
+
+
+def register_transform(cls: type) -> type:
+    """Class decorator: make ``cls`` available as ``{kind: cls.kind, ...}`` in ``model.scalar_transforms``."""
+    if not (isinstance(cls, type) and issubclass(cls, ScalarTransform) and cls.kind):
+        raise TypeError("a scalar transform derives from ScalarTransform and sets a non-empty `kind`")
+    TRANSFORMS[cls.kind] = cls
+    return cls
+
+
+def transform_from_dict(data, path: str) -> ScalarTransform:
+    """``{kind: pan, ...}`` → the registered dataclass (unknown kinds/keys and wrong types name ``path``)."""
+    from scalarjax.config import from_dict
+
+    if isinstance(data, ScalarTransform):
+        return data
+    if not isinstance(data, dict) or "kind" not in data:
+        raise TypeError(f"{path}: expected a mapping with a 'kind' key, got {data!r}")
+    data = dict(data)
+    kind = data.pop("kind")
+    if kind not in TRANSFORMS:
+        raise ValueError(f"{path}.kind: unknown scalar transform {kind!r}; registered: {sorted(TRANSFORMS)}")
+    return from_dict(TRANSFORMS[kind], data, path)
+
+
+def transform_to_dict(t: ScalarTransform) -> dict:
+    return {"kind": t.kind, **dataclasses.asdict(t)}
+
+
+def _modules(transforms: Sequence[ScalarTransform], hook: str, layer: int):
+    for i, t in enumerate(transforms):
+        factory = getattr(t, hook)(layer)
+        if factory is not None:
+            yield factory(name=f"{t.kind}{i}_{hook}_{layer}")
+
+
+def edge_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    for m in _modules(transforms, "edge_scalars", layer):
+        x = m(x, ctx, layer)
     return x
 
 
-def aggregate(transforms: Sequence, plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext, layer: int) -> dict:
+def aggregate(transforms: Sequence[ScalarTransform], plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext,
+              layer: int) -> dict:
     """The neighbour aggregation of the channelwise-TP messages, ``{ir3: [N, P, 2l3+1, C]}``.
 
     Default: ``(1/avg_num_neighbors) Σ_{j∈N(i)} m_ij`` for every irrep. A message is linear in its
-    radial weights, so the ℓ=0 part is re-weighted in two places a transform may act on:
-    ``t.scalar_edge_weights(w0 [E, P0, C], ctx, layer)`` (per-neighbour weights on the ℓ=0 paths,
-    before the sum) and ``t.scalar_aggregate(agg0 [N, P0, 1, C], ctx, layer)`` (per-atom amplitude
-    after the sum, replacing 1/avg_num_neighbors). ℓ>0 paths are never touched.
+    radial weights, so the ℓ=0 part is re-weighted per neighbour through the weights of the ℓ=0
+    paths (which come first in plan order) and per atom by multiplying the normalisation.
     """
     from scalarjax.nn.tensor_product import channelwise_tp_aggregate
 
-    scalar_paths = np.array([p.ir3 == "0e" for p in plan.paths])
-    edge_hooks = [t for t in transforms if hasattr(t, "scalar_edge_weights")]
-    if edge_hooks and scalar_paths.any():
-        n0 = int(scalar_paths.sum())  # ℓ=0 paths come first in plan order
+    n0 = int(np.sum([p.ir3 == "0e" for p in plan.paths]))
+    edge_modules = list(_modules(transforms, "scalar_edge_weights", layer)) if n0 else []
+    if edge_modules:
         w0, rest = weights[:, :n0], weights[:, n0:]
-        for t in edge_hooks:
-            w0 = t.scalar_edge_weights(w0, ctx, layer)
+        for m in edge_modules:
+            w0 = m(w0, ctx, layer) * ctx.edge_mask[:, None, None]
         weights = jnp.concatenate([w0, rest], axis=1)
     agg = channelwise_tp_aggregate(plan, h_edge, sh, weights, ctx.receivers, ctx.node_mask.shape[0])
     norm = 1.0 / ctx.avg_num_neighbors
-    agg = {ir: a * norm if ir != "0e" else a for ir, a in agg.items()}
+    agg = {ir: a * norm for ir, a in agg.items()}
     if "0e" in agg:
-        node_hooks = [t for t in transforms if hasattr(t, "scalar_aggregate")]
-        a0 = agg["0e"]
-        agg["0e"] = a0 * norm if not node_hooks else a0
-        for t in node_hooks:
-            agg["0e"] = t.scalar_aggregate(agg["0e"], ctx, layer)
+        a0 = agg["0e"]  # [N, P0, 1, C]
+        for m in _modules(transforms, "scalar_aggregate", layer):
+            a0 = a0 * m(agg["0e"][:, :, 0, :], ctx, layer)[:, None, None, :]
+        agg["0e"] = a0
     return agg
 
 
-def readout_scalars(transforms: Sequence, x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
-    for t in transforms:
-        x = t.readout(x, ctx, layer) if hasattr(t, "readout") else x
+def readout_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    for m in _modules(transforms, "readout", layer):
+        x = m(x, ctx, layer)
     return x

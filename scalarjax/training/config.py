@@ -154,4 +154,4 @@ def resolve_data_path(p: Optional[str], base_dir: pathlib.Path) -> Optional[str]
 
 
 def to_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    return {**dataclasses.asdict(cfg), "model": cfg.model.to_dict()}
