@@ -7,7 +7,10 @@ process (float64 needs JAX's x64 mode, which a float32 run must not have). Compi
 is reported apart from the steady state (median of ≥20 calls after 3 warm-up calls).
 
     python experiments/bench_inference.py [--data DIR] [--backbones mace,nequip] [--cases si_64,aspirin_x1]
-                                          [--out experiments/results/bench_inference_cpu.json]
+                                          [--variants base,pan,pgs,pan+pgs] [--out experiments/results/bench_inference_cpu.json]
+
+``--variants`` adds the scalar-pathway transforms with their default settings (``scalarjax flops``'
+variants) and reports each variant's wall time relative to ``base`` of the same backbone and dtype.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def time_calls(fn, n_min: int = 20, budget_s: float = 20.0) -> list[float]:
     return times
 
 
-def run_one(dtype: str, data_dir: str, backbone: str, case_names) -> dict:
+def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str = "base") -> dict:
     import jax
 
     if dtype == "float64":
@@ -82,6 +85,7 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names) -> dict:
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph
     from scalarjax.potential import Potential
     from scalarjax.config import load_model_config
+    from scalarjax.flops import VARIANTS
 
     results = {}
     cases = {k: v for k, v in structures(data_dir).items() if not case_names or k in case_names}
@@ -89,7 +93,8 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names) -> dict:
     pots = {}
     t0 = time.perf_counter()
     for key, z in zs.items():
-        cfg = load_model_config({"backbone": backbone, "atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0})
+        cfg = load_model_config({"backbone": backbone, "atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0,
+                                 "scalar_transforms": [{"kind": k} for k in VARIANTS[variant]]})
         pots[key] = Potential(cfg, seed=0)
     init_s = (time.perf_counter() - t0) / 2
     for name, (atoms_list, stress) in cases.items():
@@ -112,10 +117,10 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names) -> dict:
             "median_ms": round(1e3 * float(np.median(times)), 3),
             "min_ms": round(1e3 * float(np.min(times)), 3),
             "n_calls": len(times),
-            "gflop": round(float(cost.get("flops", 0.0)) / 1e9, 4),
+            "gflop": round(float(cost.get("flops", 0.0)) / 1e9, 6),
             "params": pot.num_params(),
         }
-        print(f"  {backbone:6s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
+        print(f"  {backbone:6s} {variant:8s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
     return {"init_s": round(init_s, 2), "cases": results}
 
 
@@ -126,11 +131,12 @@ def main():
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--backbones", default="mace,nequip")
     ap.add_argument("--cases", default="", help="comma-separated subset of aspirin_x1,aspirin_x10,si_64,si_512")
+    ap.add_argument("--variants", default="base", help="comma-separated subset of base,pan,pgs,pan+pgs")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        dtype, backbone = args.child.split(":")
-        print(json.dumps(run_one(dtype, args.data, backbone, [c for c in args.cases.split(",") if c])))
+        dtype, backbone, variant = args.child.split(":")
+        print(json.dumps(run_one(dtype, args.data, backbone, [c for c in args.cases.split(",") if c], variant)))
         return
     report = {"command": " ".join(sys.argv), "machine": machine(), "models": {
         "mace": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)",
@@ -141,13 +147,22 @@ def main():
     for dtype in args.dtypes.split(","):
         report[dtype] = {}
         for backbone in args.backbones.split(","):
-            cmd = [sys.executable, __file__, "--child", f"{dtype}:{backbone}", "--data", args.data, "--cases", args.cases]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(proc.stderr)
-            lines = proc.stdout.strip().splitlines()
-            print("\n".join(lines[:-1]))
-            report[dtype][backbone] = json.loads(lines[-1])
+            for variant in args.variants.split(","):
+                cmd = [sys.executable, __file__, "--child", f"{dtype}:{backbone}:{variant}", "--data", args.data, "--cases", args.cases]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.exit(proc.stderr)
+                lines = proc.stdout.strip().splitlines()
+                print("\n".join(lines[:-1]))
+                key = backbone if variant == "base" else f"{backbone}+{variant}"
+                report[dtype][key] = json.loads(lines[-1])
+                base = report[dtype].get(backbone)
+                if variant != "base" and base:
+                    for case, v in report[dtype][key]["cases"].items():
+                        ref = base["cases"][case]
+                        v["wall_overhead_vs_base"] = round(v["median_ms"] / ref["median_ms"] - 1.0, 4)
+                        v["flops_overhead_vs_base"] = round(v["gflop"] / ref["gflop"] - 1.0, 4)
+                        print(f"    {key} {case}: wall {100 * v['wall_overhead_vs_base']:+.1f}%  flops {100 * v['flops_overhead_vs_base']:+.2f}%")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)

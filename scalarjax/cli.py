@@ -1,7 +1,8 @@
-"""``scalarjax`` command line: ``train``, ``evaluate``.
+"""``scalarjax`` command line: ``train``, ``evaluate``, ``flops``.
 
     scalarjax train CONFIG.yaml [--set training.lr=1e-3 ...]
     scalarjax evaluate RUN_DIR --data PATH [--out FILE]
+    scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def main(argv=None):
     e.add_argument("--data", required=True)
     e.add_argument("--out")
     e.add_argument("--batch-size", type=int, default=8)
+    f = sub.add_parser("flops", help="inference FLOPs and parameters of base / +PAN / +PGS / +PAN+PGS")
+    f.add_argument("config", help="model YAML (settings at top level or under model:)")
+    f.add_argument("--structure", help="any file ase.io reads (first frame); default: a ~64-atom bulk cell")
+    f.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model overrides (as Calculator.from_config)")
     args = ap.parse_args(argv)
 
     if args.command == "train":
@@ -40,6 +46,26 @@ def main(argv=None):
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(metrics, f, indent=1)
+    elif args.command == "flops":
+        import yaml
+
+        from scalarjax.config import load_model_config
+        from scalarjax.flops import flops_report, format_report
+
+        overrides = {}
+        for item in args.set:
+            if "=" not in item:
+                raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+            key, value = item.split("=", 1)
+            overrides[key.strip().removeprefix("model.")] = yaml.safe_load(value)
+        config = load_model_config(args.config, **overrides)
+        atoms = None
+        if args.structure:
+            import ase.io
+
+            atoms = ase.io.read(args.structure, 0)
+        report = flops_report(config, atoms, args.structure)
+        print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 
 
