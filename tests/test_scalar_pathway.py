@@ -178,3 +178,28 @@ def test_transform_config_errors():
         load_model_config(scalar_transforms=[{"kind": "pan", "hiden": 3}])
     with pytest.raises(TypeError, match=r"model\.scalar_transforms\[0\]\.edge_modes"):
         load_model_config(scalar_transforms=[{"kind": "pgs", "edge_modes": "8"}])
+
+
+def test_flops_command_json(tmp_path, capsys):
+    """``scalarjax flops --json``: the four variants with FLOPs, FLOPs per atom and parameters;
+    the transforms cost something, and PAN+PGS costs at least as much as either alone."""
+    import json
+
+    import ase.io
+    import yaml
+
+    from scalarjax.cli import main
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_BY_BACKBONE["mace"].items()
+                                             if k != "dtype"}}))
+    structure = tmp_path / "m.xyz"
+    ase.io.write(structure, molecule(21, n=6))
+    assert main(["flops", str(cfg), "--structure", str(structure), "--json", "--set", "model.r_max=3.0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    v = report["variants"]
+    assert set(v) == {"base", "pan", "pgs", "pan+pgs"} and report["n_atoms"] == 6 and not report["periodic"]
+    for x in v.values():
+        assert x["flops"] > 0 and x["flops_per_atom"] == pytest.approx(x["flops"] / 6) and x["params"] > 0
+    assert v["pan+pgs"]["flops"] > max(v["pan"]["flops"], v["pgs"]["flops"]) > v["base"]["flops"]
+    assert v["pan+pgs"]["params"] > max(v["pan"]["params"], v["pgs"]["params"]) > v["base"]["params"]
