@@ -6,10 +6,11 @@ with a coordination-sensitive amplitude. Its equations are not public; this is o
 Coordination (smooth, cutoff-weighted, species-aware), for atom i of species s_i:
 
     n_i  = Σ_{j ∈ N(i)} a_{s_i s_j} · u_q(r_ij / r_max)         a = softplus(θ) / softplus(0) > 0, θ ∈ R^{S×S}
-    ℓ_i  = log(ε + n_i / avg_num_neighbors) − log(ε + 1)          (0 at the average coordination)
+    ℓ_i  = log(ε + n_i / n̄) − log(ε + 1),     n̄ = κ_q · avg_num_neighbors,  κ_q = ∫₀¹ 3x² u_q(x) dx
 
 with u_q the polynomial cutoff of exponent q (C² at r_max for q ≥ 2; default 6, so n_i is C² in
-the positions). Amplitude, per atom and ℓ=0 channel c, and the pooled message:
+the positions). κ_q is the mean of u_q over a uniformly filled cutoff sphere, so ℓ_i ≈ 0 for an
+atom of average coordination at init (κ_6 ≈ 0.34). Amplitude, per atom and ℓ=0 channel c, and the pooled message:
 
     α_ic = exp( −γ_c ℓ_i + b_{s_i c} + Σ_h W2_hc · silu(W1_h ℓ_i) / sqrt(H) )   > 0
     A⁰_i = α_i ⊙ (1/avg_num_neighbors) Σ_j m⁰_ij
@@ -65,6 +66,12 @@ def _out_init(cfg: PAN):
     return nn.initializers.zeros if cfg.identity_init or cfg.init_scale == 0 else nn.initializers.normal(cfg.init_scale)
 
 
+def shell_fraction(q: int) -> float:
+    """κ_q = ∫₀¹ 3x² u_q(x) dx, the mean of the cutoff function over a uniformly filled sphere."""
+    c = {0: 1.0, q: -0.5 * (q + 1) * (q + 2), q + 1: q * (q + 2), q + 2: -0.5 * q * (q + 1)}
+    return float(sum(3.0 * coef / (k + 3) for k, coef in c.items()))
+
+
 def coordination(ctx: HookContext, pair_weights: jnp.ndarray, p: int) -> jnp.ndarray:
     """``n_i = Σ_j a[s_i, s_j] u_p(r_ij / r_max)``: ``[N]`` (a ``[S, S]``)."""
     a_edge = jnp.sum((ctx.onehot[ctx.receivers] @ pair_weights) * ctx.onehot[ctx.senders], axis=-1)
@@ -82,7 +89,8 @@ class PANAmplitude(nn.Module):
         theta = self.param("pair_logits", nn.initializers.zeros, (S, S), dtype)
         a = jax.nn.softplus(theta) / np.log(2.0)
         n = coordination(ctx, a, cfg.cutoff_p)
-        ell = (jnp.log(cfg.epsilon + n / ctx.avg_num_neighbors) - np.log(cfg.epsilon + 1.0))[:, None]  # [N, 1]
+        n_ref = shell_fraction(cfg.cutoff_p) * ctx.avg_num_neighbors
+        ell = (jnp.log(cfg.epsilon + n / n_ref) - np.log(cfg.epsilon + 1.0))[:, None]  # [N, 1]
         gamma0 = np.zeros(C) if cfg.identity_init else np.linspace(0.0, 1.0, C)
         gamma = self.param("gamma", lambda k, s, d: jnp.asarray(gamma0, d), (C,), dtype)
         bias = self.param("species_log_gain", nn.initializers.zeros, (S, C), dtype)
