@@ -13,16 +13,19 @@ R=experiments/results
 mkdir -p $W
 START=$(python3 -c "print(int(0.8 * $EPOCHS))")
 
-.venv/bin/python experiments/peer/training_split.py write experiments/configs/mlearn_si.yaml $W/split
+[ -f $W/split/test.xyz ] || .venv/bin/python experiments/peer/training_split.py write experiments/configs/mlearn_si.yaml $W/split
 
+# Each side is skipped when its finished run is already there (rerun after an interruption).
+[ -f $W/scalarjax/final_metrics.json ] || \
 /usr/bin/time -v -o $W/scalarjax_time.txt .venv/bin/scalarjax train experiments/configs/mlearn_si.yaml \
   --set training.max_epochs=$EPOCHS --set output.run_dir=$W/scalarjax 2>&1 | tee $W/scalarjax.log
 
+[ -f $W/mace/mace_si.model ] || \
 /usr/bin/time -v -o $W/mace_time.txt $PEER experiments/peer/mace_cli.py run_train \
   --name mace_si --work_dir $W/mace --seed 0 --device cpu --default_dtype float32 \
   --train_file $W/split/train.xyz --valid_file $W/split/valid.xyz --test_file $W/split/test.xyz \
   --energy_key REF_energy --forces_key REF_forces --stress_key REF_stress \
-  --model MACE --hidden_irreps '64x0e+64x1o' --r_max 5.0 --num_bessel 8 --num_polynomial_cutoff 5 \
+  --model MACE --hidden_irreps '64x0e+64x1o' --r_max 5.0 --num_radial_basis 8 --num_cutoff_basis 5 \
   --max_ell 3 --correlation 3 --num_interactions 2 --MLP_irreps 16x0e --radial_MLP '[64, 64, 64]' \
   --E0s average --scaling rms_forces_scaling \
   --loss stress --energy_weight 1 --forces_weight 100 --stress_weight 100 \

@@ -58,11 +58,12 @@ class Calculator(ASECalculator):
         return cls(Potential(cfg, seed=seed), **kwargs)
 
     @classmethod
-    def from_run(cls, run_dir, **kwargs) -> "Calculator":
-        """A trained run: best EMA parameters, its statistics (E0s, scale, avg_num_neighbors) and dtype."""
+    def from_run(cls, run_dir, dtype: Optional[str] = None, **kwargs) -> "Calculator":
+        """A trained run: best EMA parameters, its statistics (E0s, scale, avg_num_neighbors) and dtype
+        (``dtype="float64"`` evaluates a float32 run in double precision; needs JAX's x64 mode)."""
         from scalarjax.training.evaluate import load_run
 
-        return cls(load_run(run_dir), **kwargs)
+        return cls(load_run(run_dir, dtype), **kwargs)
 
     @property
     def config(self) -> ModelConfig:

@@ -3,6 +3,11 @@
     scalarjax train CONFIG.yaml [--set training.lr=1e-3 ...]
     scalarjax evaluate RUN_DIR --data PATH [--out FILE]
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
+    scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
+    scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
+
+``--dtype float64`` (md, relax) evaluates the model in double precision: the command line, being
+an application and not the library, switches JAX's x64 mode on for that.
 """
 
 from __future__ import annotations
@@ -28,6 +33,30 @@ def main(argv=None):
     f.add_argument("--structure", help="any file ase.io reads (first frame); default: a ~64-atom bulk cell")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model overrides (as Calculator.from_config)")
+    m = sub.add_parser("md", help="molecular dynamics with a trained model (ASE integrators)")
+    m.add_argument("run_dir")
+    m.add_argument("--structure", required=True, help="any file ase.io reads (last frame)")
+    m.add_argument("--ensemble", choices=("nve", "nvt", "npt"), default="nve")
+    m.add_argument("--temperature", type=float, default=300.0, help="K (initial velocities; thermostat target)")
+    m.add_argument("--timestep", type=float, default=1.0, help="fs")
+    m.add_argument("--steps", type=int, default=1000)
+    m.add_argument("--pressure", type=float, default=0.0, help="GPa (npt)")
+    m.add_argument("--friction", type=float, default=0.01, help="1/fs (nvt, Langevin)")
+    m.add_argument("--log-interval", type=int, default=10)
+    m.add_argument("--traj-interval", type=int, default=100)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+    m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md)")
+    r = sub.add_parser("relax", help="relax positions (and the cell with --cell) with a trained model")
+    r.add_argument("run_dir")
+    r.add_argument("--structure", required=True)
+    r.add_argument("--cell", action="store_true", help="also relax the cell (FrechetCellFilter)")
+    r.add_argument("--pressure", type=float, default=0.0, help="GPa (with --cell)")
+    r.add_argument("--fmax", type=float, default=0.01, help="eV/Å")
+    r.add_argument("--steps", type=int, default=500)
+    r.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
+    r.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz)")
     args = ap.parse_args(argv)
 
     if args.command == "train":
@@ -66,6 +95,41 @@ def main(argv=None):
             atoms = ase.io.read(args.structure, 0)
         report = flops_report(config, atoms, args.structure)
         print(json.dumps(report, indent=1) if args.json else format_report(report))
+    elif args.command in ("md", "relax"):
+        import pathlib
+
+        import ase.io
+
+        if args.dtype == "float64":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        from scalarjax.calculator import Calculator
+
+        calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
+        atoms = ase.io.read(args.structure, -1)
+        if args.command == "md":
+            from scalarjax.simulation import run_md
+
+            out = pathlib.Path(args.out or pathlib.Path(args.run_dir) / "md")
+            out.mkdir(parents=True, exist_ok=True)
+            summary = run_md(atoms, calc, args.ensemble, args.temperature, args.timestep, args.steps, args.pressure, args.friction,
+                             args.log_interval, args.traj_interval, out / "trajectory.xyz", out / "md.log", args.seed)
+            summary.pop("rows")
+            with open(out / "summary.json", "w") as f:
+                json.dump(summary, f, indent=1)
+            print(json.dumps(summary, indent=1))
+            print(f"trajectory, log and summary in {out}")
+        else:
+            from scalarjax.simulation import relax
+
+            summary = relax(atoms, calc, args.fmax, args.steps, args.cell, args.pressure, args.optimizer)
+            out = pathlib.Path(args.out or pathlib.Path(args.run_dir) / "relaxed.xyz")
+            ase.io.write(out, atoms, format="extxyz")
+            print(json.dumps(summary, indent=1))
+            print(f"relaxed structure in {out}")
+            if not summary["converged"]:
+                return 1
     return 0
 
 

@@ -13,16 +13,27 @@ from scalarjax.training.config import load_run_config
 from scalarjax.training.metrics import error_metrics, predict
 
 
-def load_run(run_dir) -> Potential:
-    """The best (EMA) parameters of a run, with its model statistics and dtype."""
+def load_run(run_dir, dtype=None) -> Potential:
+    """The best (EMA) parameters of a run, with its model statistics and dtype.
+
+    ``dtype``: evaluate in another precision than the run was trained in (e.g. ``"float64"`` for
+    energy-conservation work; needs JAX's x64 mode); the parameters are cast.
+    """
+    import jax
+
+    from scalarjax.config import load_model_config
     from scalarjax.training.trainer import load_params
 
     run_dir = pathlib.Path(run_dir)
     with open(run_dir / "config.yaml") as f:
         cfg = load_run_config(raw=yaml.safe_load(f))
     pot = Potential(cfg.model)
-    pot.params = load_params(run_dir / "best", pot.params)
-    return pot
+    params = load_params(run_dir / "best", pot.params)
+    if dtype is None or dtype == cfg.model.dtype:
+        pot.params = params
+        return pot
+    model = load_model_config(cfg.model, dtype=dtype)
+    return Potential(model, params=jax.tree_util.tree_map(lambda x: x.astype(dtype), params))
 
 
 def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None, keys=None) -> dict:

@@ -1,0 +1,132 @@
+"""Molecular dynamics on ASE's integrators with a scalarjax calculator.
+
+Ensembles: ``nve`` (velocity Verlet), ``nvt`` (Langevin, friction in 1/fs), ``npt`` (isotropic
+Martyna–Tobias–Klein Nosé–Hoover chains, ``IsotropicMTKNPT``; periodic cells only). Units: time fs,
+temperature K, pressure GPa, energies eV. The log has one row per ``log_interval`` steps:
+
+    time_ps, E_total, E_pot, E_kin (eV), T (K), P (GPa, periodic only; includes the kinetic part), V (Å³)
+
+The trajectory (extxyz) stores positions, momenta, energy, forces (and stress) every
+``traj_interval`` steps. The calculator's padded shapes grow geometrically, so a run compiles once
+or twice; ``compiles`` in the summary counts compilations of the energy function during the run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+ENSEMBLES = ("nve", "nvt", "npt")
+
+
+def initial_velocities(atoms, temperature_K: float, seed: int) -> None:
+    """Maxwell–Boltzmann momenta at ``temperature_K`` with zero total momentum (unless already set)."""
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    if temperature_K > 0 and not np.any(atoms.get_momenta()):
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+        Stationary(atoms)
+
+
+def make_integrator(atoms, ensemble: str, timestep_fs: float, temperature_K: float, friction_per_fs: float = 0.01,
+                    pressure_GPa: float = 0.0, tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, seed: int = 0):
+    from ase import units
+
+    dt = timestep_fs * units.fs
+    if ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, dt)
+    if ensemble == "nvt":
+        from ase.md.langevin import Langevin
+
+        return Langevin(atoms, dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False,
+                        rng=np.random.default_rng(seed))
+    if ensemble == "npt":
+        if not all(atoms.pbc):
+            raise ValueError("npt needs a fully periodic cell")
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        return IsotropicMTKNPT(atoms, dt, temperature_K=temperature_K, pressure_au=pressure_GPa * units.GPa,
+                               tdamp=tdamp_fs * units.fs, pdamp=pdamp_fs * units.fs)
+    raise ValueError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
+
+
+def _pressure_GPa(atoms) -> Optional[float]:
+    from ase import units
+
+    if not all(atoms.pbc) or "stress" not in atoms.calc.implemented_properties:
+        return None
+    return float(-np.trace(atoms.get_stress(voigt=False, include_ideal_gas=True)) / 3 / units.GPa)
+
+
+def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, timestep_fs: float = 1.0, steps: int = 1000,
+           pressure_GPa: float = 0.0, friction_per_fs: float = 0.01, log_interval: int = 10, traj_interval: int = 100,
+           trajectory: Optional[Path] = None, log: Optional[Path] = None, seed: int = 0, progress: Optional[bool] = None) -> dict:
+    """Run ``steps`` steps; returns a summary with the logged rows, throughput and drift (NVE)."""
+    import ase.io
+
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    atoms.calc = calc
+    initial_velocities(atoms, temperature_K, seed)
+    dyn = make_integrator(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, pressure_GPa, seed=seed)
+    atoms.get_forces()  # compile before the clock starts
+    pot = getattr(calc, "potential", None)
+    compiles_before = pot.compile_count if pot is not None else 0
+    rows: list[dict] = []
+    log_file = open(log, "w") if log else None
+    if log_file:
+        log_file.write("# time_ps E_total_eV E_pot_eV E_kin_eV T_K P_GPa V_A3\n")
+    if trajectory:
+        Path(trajectory).unlink(missing_ok=True)
+
+    def observe():
+        step = dyn.nsteps
+        e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+        row = {"step": step, "time_ps": step * timestep_fs / 1000, "E_total": e_pot + e_kin, "E_pot": e_pot, "E_kin": e_kin,
+               "T_K": atoms.get_temperature(), "P_GPa": _pressure_GPa(atoms), "V_A3": atoms.get_volume() if all(atoms.pbc) else None}
+        rows.append(row)
+        if log_file:
+            p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
+            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
+            log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
+        if progress:
+            print(f"\r  step {step}/{steps}  T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV", end="", file=sys.stderr, flush=True)
+
+    def write_frame():
+        ase.io.write(trajectory, atoms, format="extxyz", append=True)
+
+    dyn.attach(observe, interval=log_interval)
+    if trajectory:
+        dyn.attach(write_frame, interval=traj_interval)
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    seconds = time.perf_counter() - t0
+    if progress:
+        print(file=sys.stderr)
+    if log_file:
+        log_file.close()
+    n = len(atoms)
+    summary = {"ensemble": ensemble, "n_atoms": n, "steps": steps, "timestep_fs": timestep_fs, "temperature_K": temperature_K,
+               "seconds": seconds, "steps_per_s": steps / seconds,
+               "compiles_during_run": (pot.compile_count - compiles_before) if pot is not None else None, "rows": rows}
+    e = np.array([r["E_total"] for r in rows]) / n
+    t = np.array([r["time_ps"] for r in rows])
+    if len(rows) > 2:
+        summary["drift_meV_per_atom_per_ps"] = 1e3 * float(np.polyfit(t, e, 1)[0])
+        summary["fluctuation_meV_per_atom"] = 1e3 * float(np.std(e))
+        summary["mean_T_K"] = float(np.mean([r["T_K"] for r in rows[len(rows) // 2:]]))
+    return summary
+
+
+def nve_drift(calc, atoms, steps: int = 1000, timestep_fs: float = 2.0, temperature_K: float = 300.0, seed: int = 0) -> dict:
+    """Energy drift (meV/atom/ps, slope of a linear fit of E_total/N) and its fluctuation under NVE."""
+    s = run_md(atoms, calc, "nve", temperature_K, timestep_fs, steps, log_interval=1, seed=seed, progress=False)
+    return {k: s[k] for k in ("n_atoms", "steps", "timestep_fs", "temperature_K", "drift_meV_per_atom_per_ps",
+                              "fluctuation_meV_per_atom", "steps_per_s", "compiles_during_run")}
