@@ -5,6 +5,8 @@
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
     scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
     scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
+    scalarjax diagnose RUN_DIR [RUN_DIR ...] [--system si|ag|li|auto] [--only repulsion,phonons,nve,rdf]
+                       [--data PATH] [--labels A,B] [--out DIR] [--quick]
 
 ``--dtype float64`` (md, relax) evaluates the model in double precision: the command line, being
 an application and not the library, switches JAX's x64 mode on for that.
@@ -57,6 +59,16 @@ def main(argv=None):
     r.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
     r.add_argument("--dtype", choices=("float32", "float64"), default=None)
     r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz)")
+    d = sub.add_parser("diagnose", help="short-range repulsion, phonons, NVE drift, liquid g(r); several runs are overlaid")
+    d.add_argument("run_dirs", nargs="+")
+    d.add_argument("--system", default="auto", help="si | ag | li | auto (from the run's elements)")
+    d.add_argument("--only", default="repulsion,phonons,nve,rdf")
+    d.add_argument("--data", help="the training data (shortest distance; AIMD frames as the reference g(r))")
+    d.add_argument("--labels", help="comma-separated names of the runs in tables and plots")
+    d.add_argument("--out", help="output directory (default FIRST_RUN/diagnostics)")
+    d.add_argument("--quick", action="store_true", help="tiny MD budgets (smoke test)")
+    d.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    d.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     if args.command == "train":
@@ -95,6 +107,21 @@ def main(argv=None):
             atoms = ase.io.read(args.structure, 0)
         report = flops_report(config, atoms, args.structure)
         print(json.dumps(report, indent=1) if args.json else format_report(report))
+    elif args.command == "diagnose":
+        if args.dtype == "float64":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        import pathlib
+
+        from scalarjax.diagnostics.report import diagnose, summary_table
+        from scalarjax.training.config import resolve_data_path
+
+        report = diagnose(args.run_dirs, args.system, [w for w in args.only.split(",") if w],
+                          resolve_data_path(args.data, pathlib.Path.cwd()) if args.data else None, args.out,
+                          args.labels.split(",") if args.labels else None, args.quick, args.dtype, args.seed)
+        print(summary_table(report))
+        print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
     elif args.command in ("md", "relax"):
         import pathlib
 

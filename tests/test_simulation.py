@@ -78,7 +78,7 @@ def _run_dir(tmp_path, model_cfg, seed=0):
 
     pot = Potential(load_model_config(model_cfg), seed=seed)
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(RunConfig(model=pot.config))))
     save_params(run / "best", pot.params)
     return run
@@ -104,3 +104,23 @@ def test_md_and_relax_commands(tmp_path, capsys):
     assert main(["relax", str(run), "--structure", str(structure), "--fmax", "0.05", "--out", str(tmp_path / "r.xyz")]) == 0
     assert ase.io.read(tmp_path / "r.xyz").get_forces().max() < 1.0
     capsys.readouterr()
+
+
+def test_diagnose_command_compares_runs(tmp_path, capsys):
+    """``scalarjax diagnose A B --quick``: every diagnostic for both runs in one JSON, overlaid plots."""
+    from scalarjax.cli import main
+
+    a = _run_dir(tmp_path / "a", {**TINY, "dtype": "float32"}, seed=0)
+    b = _run_dir(tmp_path / "b", {**TINY, "dtype": "float32"}, seed=1)
+    out = tmp_path / "diag"
+    assert main(["diagnose", str(a), str(b), "--labels", "base,other", "--system", "si", "--quick", "--out", str(out)]) == 0
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert set(report["results"]) == {"base", "other"}
+    for r in report["results"].values():
+        assert set(r) >= {"repulsion", "phonons", "nve", "rdf"}
+        assert len(r["phonons"]["gamma_THz"]) == 6 and r["rdf"]["n_frames"] > 0
+    e = [np.asarray(r["repulsion"]["dimer"]["energy_eV"]) for r in report["results"].values()]
+    assert not np.allclose(e[0], e[1])  # two different models really were evaluated
+    for png in ("dimer.png", "compression.png", "phonons.png", "rdf.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "base:" in capsys.readouterr().out

@@ -1,0 +1,46 @@
+"""Physical diagnostics of a trained potential: repulsive walls, phonons, radial distribution.
+
+Library functions returning JSON-serialisable dicts (floats, lists, None), plus ``plot_*``
+helpers that overlay one result or several labelled ones (``{"base": r1, "pan+pgs": r2}``) into
+a PNG/PDF without touching pyplot. phonopy and matplotlib are imported only when used.
+
+| module | functions |
+|---|---|
+| :mod:`~scalarjax.diagnostics.repulsion` | ``dimer_curve``, ``compression_curve``, ``softening_flags``, ``shortest_distance`` |
+| :mod:`~scalarjax.diagnostics.phonons` | ``phonons`` (phonopy), ``gamma_frequencies_fd`` (independent Γ check), Si Γ references |
+| :mod:`~scalarjax.diagnostics.rdf` | ``rdf``, ``first_peak`` |
+"""
+
+from .phonons import (
+    SI_DFT_PBE_GAMMA_OPTICAL_THZ,
+    SI_EXPERIMENT_GAMMA_OPTICAL_THZ,
+    gamma_frequencies_fd,
+    phonons,
+    plot_phonon_bands,
+)
+from .rdf import first_peak, plot_rdfs, rdf
+from .repulsion import (
+    compression_curve,
+    dimer_curve,
+    plot_compression_curves,
+    plot_dimer_curves,
+    shortest_distance,
+    softening_flags,
+)
+
+__all__ = [
+    "SI_DFT_PBE_GAMMA_OPTICAL_THZ",
+    "SI_EXPERIMENT_GAMMA_OPTICAL_THZ",
+    "compression_curve",
+    "dimer_curve",
+    "first_peak",
+    "gamma_frequencies_fd",
+    "phonons",
+    "plot_compression_curves",
+    "plot_dimer_curves",
+    "plot_phonon_bands",
+    "plot_rdfs",
+    "rdf",
+    "shortest_distance",
+    "softening_flags",
+]

@@ -1,0 +1,221 @@
+"""``scalarjax diagnose``: the four physical artifacts of a weak scalar pathway, for one or more runs.
+
+For every run (a trained run directory) and one system preset:
+
+- **repulsion**: the homonuclear dimer curve down to well inside the data's shortest distance and
+  the energy / pressure of the crystal under uniform compression, with softening flags;
+- **phonons** (phonopy): band structure and DOS of the crystal, the Γ frequencies and the highest
+  one (the optical mode for diamond Si, compared with DFT-PBE and experiment);
+- **nve**: energy drift (meV/atom/ps) and fluctuation of an NVE run of a supercell;
+- **rdf**: g(r) of a hot cell from Langevin NVT, its first-peak position and closest approach,
+  compared with the g(r) of the data set's own AIMD frames when ``--data`` holds any.
+
+Numbers go to ``diagnostics.json`` and plots (one per diagnostic, all runs overlaid) to PNGs in
+the output directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+DIAGNOSTICS = ("repulsion", "phonons", "nve", "rdf")
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemPreset:
+    """A crystal and the MD settings used to probe it (Å, K, fs)."""
+
+    symbol: str
+    lattice: str  # ase.build.bulk crystal structure
+    a: float  # Å
+    supercell_md: tuple[int, int, int]  # repeats of the cubic cell for NVE / RDF
+    phonon_supercell: tuple[int, int, int]  # repeats of the primitive cell for phonopy
+    liquid_K: float  # temperature of the hot (liquid) NVT run
+    timestep_fs: float = 2.0
+    data_config_types: tuple[str, ...] = ("AIMD-NVT",)  # frames of the data used as the reference g(r)
+
+
+PRESETS = {
+    "si": SystemPreset("Si", "diamond", 5.431, (2, 2, 2), (3, 3, 3), 2500.0),
+    "ag": SystemPreset("Ag", "fcc", 4.09, (2, 2, 2), (3, 3, 3), 2000.0),
+    "li": SystemPreset("Li", "bcc", 3.44, (3, 3, 3), (4, 4, 4), 1000.0, timestep_fs=1.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    nve_steps: int = 1000
+    rdf_equilibrate_steps: int = 500
+    rdf_sample_steps: int = 1000
+    rdf_every: int = 10
+    dimer_points: int = 111
+    compression_points: int = 26
+
+    @classmethod
+    def quick(cls) -> "Budget":
+        return cls(nve_steps=40, rdf_equilibrate_steps=20, rdf_sample_steps=40, rdf_every=10, dimer_points=21, compression_points=6)
+
+
+def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
+    from ase.data import chemical_symbols
+
+    if system != "auto":
+        if system not in PRESETS:
+            raise ValueError(f"--system {system!r}: choose one of {sorted(PRESETS)} or auto")
+        return PRESETS[system]
+    symbols = {chemical_symbols[z] for z in run_elements}
+    for p in PRESETS.values():
+        if {p.symbol} == symbols:
+            return p
+    raise ValueError(f"--system auto: no preset for the elements {sorted(symbols)}; choose one of {sorted(PRESETS)}")
+
+
+def crystal(p: SystemPreset, cubic: bool = True):
+    from ase.build import bulk
+
+    return bulk(p.symbol, p.lattice, a=p.a, cubic=cubic)
+
+
+def reference_frames(data_path: Optional[str], p: SystemPreset):
+    """The data set's own configurations of the preset's element: all (for the shortest distance) and
+    its AIMD frames (reference g(r))."""
+    if not data_path:
+        return [], []
+    from scalarjax.data.io import read_configurations
+
+    configs = [c for c in read_configurations(data_path) if set(c.to_atoms().get_chemical_symbols()) == {p.symbol}]
+    aimd = [c.to_atoms() for c in configs if c.config_type in p.data_config_types and all(c.pbc)]
+    return [c.to_atoms() for c in configs], aimd
+
+
+def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0) -> dict:
+    from scalarjax import diagnostics as dg
+    from scalarjax.simulation import nve_drift, run_md
+
+    z = crystal(p).numbers[0]
+    out: dict = {}
+    timings: dict = {}
+    if "repulsion" in which:
+        t = time.perf_counter()
+        r_lo = 0.5 * (r_data_min or 2.0)
+        dimer = dg.dimer_curve(calc, z, z, r_min=r_lo, r_max=calc.config.r_max + 0.5, n=budget.dimer_points)
+        comp = dg.compression_curve(calc, crystal(p), scales=np.linspace(0.80, 1.05, budget.compression_points))
+        out["repulsion"] = {"dimer": dimer, "dimer_flags": dg.softening_flags(np.asarray(dimer["r"]), np.asarray(dimer["energy_eV"]), r_data_min,
+                                                                                 force=np.asarray(dimer["force_eV_per_A"])),
+                            "compression": comp, "r_data_min": r_data_min}
+        timings["repulsion"] = time.perf_counter() - t
+    if "phonons" in which:
+        t = time.perf_counter()
+        res = dg.phonons(calc, crystal(p, cubic=False), supercell=p.phonon_supercell)
+        if p.symbol == "Si":
+            res["reference_gamma_optical_THz"] = {"dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
+        out["phonons"] = res
+        timings["phonons"] = time.perf_counter() - t
+    if "nve" in which:
+        t = time.perf_counter()
+        atoms = crystal(p).repeat(p.supercell_md)
+        atoms.rattle(0.02, seed=seed)
+        out["nve"] = nve_drift(calc, atoms, budget.nve_steps, p.timestep_fs, 300.0, seed)
+        timings["nve"] = time.perf_counter() - t
+    if "rdf" in which:
+        t = time.perf_counter()
+        atoms = crystal(p).repeat(p.supercell_md)
+        run_md(atoms, calc, "nvt", p.liquid_K, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
+        frames = []
+        from scalarjax.simulation.md import make_integrator
+
+        dyn = make_integrator(atoms, "nvt", p.timestep_fs, p.liquid_K, 0.02, seed=seed + 1)
+        dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
+        dyn.run(budget.rdf_sample_steps)
+        g = dg.rdf(frames, r_max=min(6.0, 0.49 * min(atoms.cell.lengths()) * 2))
+        out["rdf"] = {**g, "temperature_K": p.liquid_K, "n_frames": len(frames), "n_atoms": len(atoms)}
+        timings["rdf"] = time.perf_counter() - t
+    out["seconds"] = timings
+    return out
+
+
+def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str] = DIAGNOSTICS, data: Optional[str] = None,
+             out_dir: Optional[str] = None, labels: Optional[Sequence[str]] = None, quick: bool = False, dtype: Optional[str] = None,
+             seed: int = 0) -> dict:
+    from scalarjax import diagnostics as dg
+    from scalarjax.calculator import Calculator
+
+    unknown = set(which) - set(DIAGNOSTICS)
+    if unknown:
+        raise ValueError(f"unknown diagnostic(s) {sorted(unknown)}; choose from {DIAGNOSTICS}")
+    labels = list(labels or [pathlib.Path(r).name for r in run_dirs])
+    if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
+        raise ValueError("one distinct label per run is needed")
+    out = pathlib.Path(out_dir or pathlib.Path(run_dirs[0]) / "diagnostics")
+    out.mkdir(parents=True, exist_ok=True)
+    budget = Budget.quick() if quick else Budget()
+    calcs = {label: Calculator.from_run(r, dtype=dtype) for label, r in zip(labels, run_dirs)}
+    p = preset_for(next(iter(calcs.values())).config.atomic_numbers, system)
+    data_all, aimd = reference_frames(data, p)
+    r_data_min = dg.shortest_distance(data_all) if data_all else None
+    report = {"system": dataclasses.asdict(p), "budget": dataclasses.asdict(budget), "runs": dict(zip(labels, map(str, run_dirs))),
+              "data": data, "r_data_min": r_data_min, "results": {}}
+    for label, calc in calcs.items():
+        report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed)
+    if "rdf" in which and aimd:
+        first = next(iter(report["results"].values()))["rdf"]
+        report["data_rdf"] = {**dg.rdf(aimd, r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
+                              "n_frames": len(aimd)}
+    with open(out / "diagnostics.json", "w") as f:
+        json.dump(_plain(report), f, indent=1)
+    res = report["results"]
+    if "repulsion" in which:
+        dg.plot_dimer_curves({k: v["repulsion"]["dimer"] for k, v in res.items()}, out / "dimer.png", r_data_min=r_data_min)
+        dg.plot_compression_curves({k: v["repulsion"]["compression"] for k, v in res.items()}, out / "compression.png")
+    if "phonons" in which:
+        ref = ({"DFT-PBE Γ optical": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
+               if p.symbol == "Si" else None)
+        dg.plot_phonon_bands({k: v["phonons"] for k, v in res.items()}, out / "phonons.png", reference_THz=ref)
+    if "rdf" in which:
+        curves = {k: v["rdf"] for k, v in res.items()}
+        if report.get("data_rdf"):
+            curves["data (AIMD)"] = report["data_rdf"]
+        dg.plot_rdfs(curves, out / "rdf.png", r_data_min=r_data_min)
+    report["out_dir"] = str(out)
+    return report
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def summary_table(report: dict) -> str:
+    """One line per run: the headline number of each diagnostic."""
+    fmt = lambda v, spec=".2f": "-" if v is None else format(v, spec)
+    rows = []
+    for label, r in report["results"].items():
+        cells = [f"{label}:"]
+        if "repulsion" in r:
+            f = r["repulsion"]["dimer_flags"]
+            bad = [k for k in ("softening", "non_monotonic", "no_wall", "multiple_minima") if f.get(k)]
+            cells.append(f"dimer wall {'FLAGGED (' + ', '.join(bad) + ')' if bad else 'ok'}, r_eq {fmt(f.get('r_eq'))} Å")
+        if "phonons" in r:
+            cells.append(f"Γ optical {fmt(r['phonons'].get('gamma_optical_THz'))} THz, min freq {fmt(r['phonons'].get('min_frequency_THz'))} THz")
+        if "nve" in r:
+            cells.append(f"NVE drift {fmt(r['nve']['drift_meV_per_atom_per_ps'], '+.3f')} meV/atom/ps")
+        if "rdf" in r:
+            cells.append(f"g(r) peak {fmt(r['rdf']['first_peak_r'])} Å, closest {fmt(r['rdf']['closest_approach'])} Å")
+        rows.append("  ".join(cells))
+    if report.get("data_rdf"):
+        d = report["data_rdf"]
+        rows.append(f"data AIMD g(r): peak {fmt(d['first_peak_r'])} Å, closest {fmt(d['closest_approach'])} Å ({d['n_frames']} frames)")
+    return "\n".join(rows)
