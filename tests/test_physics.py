@@ -1,4 +1,5 @@
-"""Physical exactness of the potential (float64, tiny MACE): symmetries, gradients, images, padding."""
+"""Physical exactness of the potential (float64; tiny MACE and NequIP, each with and without PAN+PGS):
+symmetries, gradients, images, padding."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ RTOL = 1e-10
 def rel_err(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+def skip_for_transforms(pot):
+    """Keep CI short: with PAN+PGS attached, run the checks the transforms could break (symmetries,
+    gradients, padding, isolated atoms, smoothness) and skip the purely graph-level ones."""
+    if pot.config.scalar_transforms:
+        pytest.skip("graph-level check, run on the plain backbones")
 
 
 @pytest.mark.parametrize("reflect", [False, True])
@@ -48,6 +56,7 @@ def test_molecule_rotation_translation_permutation(tiny_potential):
 
 
 def test_periodic_translation_and_wrapping(tiny_potential):
+    skip_for_transforms(tiny_potential)
     atoms = triclinic_cell(4)
     e, f, s = evaluate_one(tiny_potential, atoms)
     moved = atoms.copy()
@@ -92,6 +101,7 @@ def test_stress_is_strain_derivative(tiny_potential):
 
 @pytest.mark.parametrize("small", [False, True])
 def test_supercell_extensive(tiny_potential, small):
+    skip_for_transforms(tiny_potential)
     if small:  # a 2-atom cell with vectors of ~3.2 Å < r_max: many images of each atom
         atoms = Atoms("SiO", scaled_positions=[[0, 0, 0], [0.3, 0.25, 0.2]], cell=[[3.2, 0, 0], [0.5, 3.1, 0], [0.2, -0.3, 3.3]], pbc=True)
     else:
@@ -146,6 +156,7 @@ def test_unknown_element_error(tiny_potential):
 
 
 def test_no_recompilation_within_bucket(tiny_potential):
+    skip_for_transforms(tiny_potential)
     from scalarjax.data.configuration import Configuration
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for
 

@@ -56,10 +56,14 @@ class Budget:
     rdf_every: int = 10
     dimer_points: int = 111
     compression_points: int = 26
+    phonon_mesh: int = 16
+    band_points: int = 51
+    phonon_supercell: Optional[tuple[int, int, int]] = None  # None: the preset's
 
     @classmethod
     def quick(cls) -> "Budget":
-        return cls(nve_steps=40, rdf_equilibrate_steps=20, rdf_sample_steps=40, rdf_every=10, dimer_points=21, compression_points=6)
+        return cls(nve_steps=40, rdf_equilibrate_steps=20, rdf_sample_steps=40, rdf_every=10, dimer_points=21, compression_points=6,
+                   phonon_mesh=6, band_points=7, phonon_supercell=(2, 2, 2))
 
 
 def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
@@ -112,7 +116,8 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         timings["repulsion"] = time.perf_counter() - t
     if "phonons" in which:
         t = time.perf_counter()
-        res = dg.phonons(calc, crystal(p, cubic=False), supercell=p.phonon_supercell)
+        res = dg.phonons(calc, crystal(p, cubic=False), supercell=budget.phonon_supercell or p.phonon_supercell,
+                         mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points)
         if p.symbol == "Si":
             res["reference_gamma_optical_THz"] = {"dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
         out["phonons"] = res
