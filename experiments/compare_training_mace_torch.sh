@@ -41,5 +41,6 @@ $PEER experiments/peer/mace_cli.py eval_configs --configs $W/split/test.xyz --mo
   --output $W/mace_test_pred.xyz --device cpu --default_dtype float32 --batch_size 8 --compute_stress
 
 .venv/bin/python experiments/peer/training_split.py score $W/split $W/mace_test_pred.xyz \
-  --run-dir $W/scalarjax --out $R/training_mlearn_si_vs_mace_torch.json
+  --run-dir $W/scalarjax --out $R/training_mlearn_si_vs_mace_torch.json \
+  --scalarjax-time $W/scalarjax_time.txt --mace-time $W/mace_time.txt
 grep "Elapsed (wall" $W/scalarjax_time.txt $W/mace_time.txt

@@ -61,8 +61,38 @@ def score(args):
               "mace_torch": error_metrics(test, preds)}
     if args.run_dir:
         result["scalarjax"] = evaluate_run(args.run_dir, str(pathlib.Path(args.out_dir) / "test.xyz"), keys=REF)
+    for name, path in (("scalarjax", args.scalarjax_time), ("mace_torch", args.mace_time)):
+        if path and pathlib.Path(path).exists():
+            result.setdefault("wall_clock", {})[name] = _wall_and_cpu(path)
     pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v["all"] for k, v in result.items() if isinstance(v, dict)}, indent=1))
+    rows = ["| model | E MAE (meV/atom) | E RMSE | F MAE (meV/Å) | F RMSE | S MAE (meV/Å³) | S RMSE | wall (min) | CPU (min) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name in ("scalarjax", "mace_torch"):
+        if name not in result:
+            continue
+        m = result[name]["all"]
+        t = result.get("wall_clock", {}).get(name, {})
+        cells = [f"{m[k][s]:.2f}" for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3") for s in ("mae", "rmse")]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {t.get('wall_min', float('nan')):.1f} | {t.get('cpu_min', float('nan')):.1f} |")
+    if "scalarjax" in result:
+        ratio = {k: result["scalarjax"]["all"][k]["mae"] / result["mace_torch"]["all"][k]["mae"]
+                 for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3")}
+        result["mae_ratio_scalarjax_over_mace_torch"] = ratio
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
+        rows.append("\nMAE ratio scalarjax / mace-torch: " + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratio.items()))
+    md = "\n".join(rows) + "\n"
+    pathlib.Path(args.out).with_suffix(".md").write_text(md)
+    print(md)
+
+
+def _wall_and_cpu(path) -> dict:
+    """Wall and user+system CPU minutes from a GNU ``/usr/bin/time -v`` report."""
+    text = pathlib.Path(path).read_text()
+    val = lambda key: next(line.split(": ", 1)[1] for line in text.splitlines() if key in line)
+    parts = [float(x) for x in val("Elapsed (wall clock)").split(":")]
+    wall = sum(x * 60 ** i for i, x in enumerate(reversed(parts)))
+    cpu = float(val("User time")) + float(val("System time"))
+    return {"wall_min": wall / 60, "cpu_min": cpu / 60}
 
 
 def main():
@@ -76,6 +106,8 @@ def main():
     s.add_argument("pred_xyz")
     s.add_argument("--run-dir")
     s.add_argument("--out", required=True)
+    s.add_argument("--scalarjax-time", help="/usr/bin/time -v report of the scalarjax training")
+    s.add_argument("--mace-time", help="/usr/bin/time -v report of mace_run_train")
     args = p.parse_args()
     {"write": write, "score": score}[args.cmd](args)
 
