@@ -4,8 +4,9 @@ For every run (a trained run directory) and one system preset:
 
 - **repulsion**: the homonuclear dimer curve down to well inside the data's shortest distance and
   the energy / pressure of the crystal under uniform compression, with softening flags;
-- **phonons** (phonopy): band structure and DOS of the crystal, the Γ frequencies and the highest
-  one (the optical mode for diamond Si, compared with DFT-PBE and experiment);
+- **phonons** (phonopy): band structure and DOS of the crystal relaxed with the model (cell and
+  positions), the Γ frequencies and the optical one (diamond Si: compared with DFT-PBE and
+  experiment);
 - **nve**: energy drift (meV/atom/ps) and fluctuation of an NVE run of a supercell;
 - **rdf**: g(r) of a hot cell from Langevin NVT, its first-peak position and closest approach,
   compared with the g(r) of the data set's own AIMD frames when ``--data`` holds any.
@@ -116,8 +117,18 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         timings["repulsion"] = time.perf_counter() - t
     if "phonons" in which:
         t = time.perf_counter()
-        res = dg.phonons(calc, crystal(p, cubic=False), supercell=budget.phonon_supercell or p.phonon_supercell,
+        from scalarjax.simulation import relax
+
+        cell = crystal(p, cubic=False)  # phonons at the model's own lattice constant: relax the cell first
+        try:
+            relaxed = relax(cell, calc, fmax=1e-3, steps=200, cell=True, optimizer="BFGS")
+            relaxation = {k: relaxed[k] for k in ("converged", "steps", "max_force", "volume")}
+            relaxation["volume_ratio_to_preset"] = relaxed["volume"] / crystal(p, cubic=False).get_volume()
+        except ValueError as err:  # e.g. a badly trained model collapses the cell: report, use the preset cell
+            cell, relaxation = crystal(p, cubic=False), {"error": str(err)}
+        res = dg.phonons(calc, cell, supercell=budget.phonon_supercell or p.phonon_supercell,
                          mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points)
+        res["relaxation"] = relaxation
         if p.symbol == "Si":
             res["reference_gamma_optical_THz"] = {"dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
         out["phonons"] = res
