@@ -23,6 +23,8 @@ from scalarjax.potential import Potential
 
 HEADROOM = 1.25  # capacity over the current size when (re)allocating
 GROWTH = 1.5  # geometric growth factor when the capacity is exceeded
+SKIN = 1.0  # Å: edges are allocated for the pairs within r_max + SKIN (a neighbour shell just outside
+# r_max, e.g. fcc Ag's third shell at 5.01 Å for r_max = 5 Å, enters under thermal motion)
 
 
 def _atomic_numbers(species: Sequence[Any]) -> tuple[int, ...]:
@@ -69,9 +71,13 @@ class Calculator(ASECalculator):
     def config(self) -> ModelConfig:
         return self.potential.config
 
-    def _pad_size(self, n_node: int, n_edge: int) -> PadSize:
+    def _pad_size(self, n_node: int, n_edge: int, config: Optional[Configuration] = None) -> PadSize:
         cap = self.capacity
         if cap is None or n_node + 1 > cap.n_node or n_edge > cap.n_edge:
+            if config is not None:  # Verlet-skin estimate: the pairs that can enter r_max soon
+                from scalarjax.graph.neighbors import neighbor_list
+
+                n_edge = max(n_edge, len(neighbor_list(config.positions, config.cell, config.pbc, self.config.r_max + SKIN)[0]))
             grow = 1.0 if cap is None else GROWTH
             nodes = max(n_node + 1, int((cap.n_node if cap else 0) * grow), int(HEADROOM * (n_node + 1)))
             edges = max(n_edge, int((cap.n_edge if cap else 0) * grow), int(HEADROOM * n_edge))
@@ -82,7 +88,7 @@ class Calculator(ASECalculator):
         super().calculate(atoms, properties, system_changes)
         config = Configuration.from_atoms(self.atoms, source="atoms")
         graph = configuration_to_graph(config, self.potential.elements, self.config.r_max)
-        size = self._pad_size(int(graph.n_node[0]), int(graph.n_edge[0]))
+        size = self._pad_size(int(graph.n_node[0]), int(graph.n_edge[0]), config)
         periodic = bool(np.any(self.atoms.pbc))
         out = jax.device_get(self.potential(batch_graphs([graph], size), compute_stress=periodic))
         n = config.n_atoms

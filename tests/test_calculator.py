@@ -123,3 +123,26 @@ def test_float64_without_x64_is_a_clear_error():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"JAX_ENABLE_X64": "0", "PATH": ""})
     assert "ERR" in out.stdout and "x64" in out.stdout, out.stderr
+
+
+def test_capacity_covers_a_shell_just_outside_the_cutoff():
+    """fcc Ag's third shell sits at 5.01 Å, just outside r_max = 5 Å: a perfect cell has 18 neighbours per
+    atom, a thermally rattled one up to 42. The capacity (pairs within r_max + SKIN) absorbs that: no recompile."""
+    from ase.build import bulk
+
+    import scalarjax
+
+    calc = scalarjax.Calculator.from_config({"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "radial_mlp": [4], "correlation": 2,
+                                             "r_max": 5.0}, species=["Ag"])
+    atoms = bulk("Ag", "fcc", a=4.09, cubic=True).repeat(2)
+    atoms.calc = calc
+    atoms.get_forces()
+    compiles = calc.potential.compile_count
+    hot = atoms.copy()
+    hot.rattle(0.15, seed=3)
+    hot.calc = calc
+    hot.get_forces()
+    from scalarjax.graph.neighbors import neighbor_list
+
+    assert len(neighbor_list(hot.positions, hot.cell, hot.pbc, 5.0)[0]) > 1.25 * 18 * len(atoms)  # headroom alone would overflow
+    assert calc.potential.compile_count == compiles
