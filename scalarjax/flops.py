@@ -52,7 +52,6 @@ def variant_configs(config):
 
 def cost(config, atoms, seed: int = 0) -> dict:
     """XLA cost of the jitted E+F(+S) of ``config`` on ``atoms``: flops, transcendentals, params."""
-    import jax
 
     from scalarjax.data.configuration import Configuration
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for

@@ -7,7 +7,7 @@ import numpy as np
 from ase import Atoms
 
 from scalarjax.data.configuration import Configuration, full_to_voigt
-from scalarjax.graph.batch import PadSize, batch_graphs, configuration_to_graph
+from scalarjax.graph.batch import PadSize, batch_graphs, configuration_to_graph, pad_size_for
 
 PAD = PadSize(n_node=80, n_edge=3584, n_graph=4)  # one shape for most tests: one compile
 
@@ -58,3 +58,24 @@ def random_orthogonal(seed: int, reflect: bool) -> np.ndarray:
     if np.linalg.det(q) < 0:
         q[:, 0] *= -1
     return -q if reflect else q
+
+
+def captured_intermediates(pot, atoms, filter_fn=True) -> dict:
+    """The backbone's Flax intermediates for one structure (``capture_intermediates=filter_fn``),
+    evaluated through the same energy function the potential differentiates."""
+    import jax.numpy as jnp
+
+    from scalarjax.potential import make_energy_fn
+
+    captured = []
+
+    def apply(params, *inputs):
+        out, state = pot.model.apply(params, *inputs, capture_intermediates=filter_fn)
+        captured.append(state["intermediates"]["backbone"])
+        return out
+
+    g = configuration_to_graph(Configuration.from_atoms(atoms), pot.elements, pot.config.r_max)
+    b = batch_graphs([g], pad_size_for([g]))
+    pos = jnp.asarray(b.nodes["positions"])
+    make_energy_fn(apply, pot.config.r_max, pos.dtype)(pot.params, b, pos, jnp.zeros((b.n_node.shape[0], 3, 3), pos.dtype))
+    return captured[0]

@@ -20,6 +20,8 @@ import json
 
 import numpy as np
 import pytest
+
+from conftest import TINY
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -43,22 +45,7 @@ from scalarjax.diagnostics import (
 )
 
 # conftest's TINY MACE with Si only (float64; conftest switches x64 on).
-TINY_SI = {
-    "r_max": 3.5,
-    "num_bessel": 4,
-    "max_ell": 2,
-    "hidden_irreps": "8x0e+8x1o",
-    "correlation": 3,
-    "num_interactions": 2,
-    "mlp_irreps": "4x0e",
-    "radial_mlp": (8, 8),
-    "avg_num_neighbors": 8.0,
-    "atomic_numbers": (14,),
-    "atomic_energies": (-3.5,),
-    "shift": 0.25,
-    "scale": 1.7,
-    "dtype": "float64",
-}
+TINY_SI = {**TINY, "atomic_numbers": (14,), "atomic_energies": (-3.5,)}
 
 
 @pytest.fixture(scope="module")

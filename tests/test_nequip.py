@@ -2,32 +2,15 @@
 
 import numpy as np
 import pytest
-from physics_utils import evaluate_one, molecule
+from physics_utils import captured_intermediates, evaluate_one, molecule
 
 from conftest import TINY_NEQUIP
 
 
 def _layer_features(pot, atoms):
-    """Every layer's output features ``{ir: [N, 2l+1, C]}`` (Flax's captured intermediates)."""
-    import jax.numpy as jnp
-
-    from scalarjax.data.configuration import Configuration
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for
-    from scalarjax.potential import make_energy_fn
-
-    captured = []
-
-    def apply(params, *inputs):
-        out, state = pot.model.apply(params, *inputs, capture_intermediates=True)
-        captured.append(state["intermediates"]["backbone"])
-        return out
-
-    g = configuration_to_graph(Configuration.from_atoms(atoms), pot.elements, pot.config.r_max)
-    b = batch_graphs([g], pad_size_for([g]))
-    pos = jnp.asarray(b.nodes["positions"])
-    make_energy_fn(apply, pot.config.r_max, pos.dtype)(pot.params, b, pos, jnp.zeros((b.n_node.shape[0], 3, 3), pos.dtype))
-    n = len(atoms)
-    return [{ir: np.asarray(v[:n]) for ir, v in captured[0][f"layer_{t}"]["__call__"][0].items()} for t in range(pot.config.num_layers)]
+    """Every layer's output features ``{ir: [N, 2l+1, C]}``."""
+    inter = captured_intermediates(pot, atoms)
+    return [{ir: np.asarray(v[: len(atoms)]) for ir, v in inter[f"layer_{t}"]["__call__"][0].items()} for t in range(pot.config.num_layers)]
 
 
 @pytest.mark.parametrize("parity", [True, False])

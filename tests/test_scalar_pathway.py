@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
-from physics_utils import evaluate, molecule, triclinic_cell
+from physics_utils import captured_intermediates, evaluate, molecule, triclinic_cell
 
 from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
 from scalarjax.config import load_model_config
@@ -80,24 +80,8 @@ def test_identity_init_gives_the_base_model(base):
 
 
 def _conv_outputs(pot, atoms):
-    """Every convolution's aggregated messages ``{ir: [N, 2l+1, C]}`` (captured intermediates)."""
-    from scalarjax.data.configuration import Configuration
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for
-    from scalarjax.potential import make_energy_fn
-
-    captured = []
-
-    def apply(params, *inputs):
-        out, state = pot.model.apply(params, *inputs, capture_intermediates=lambda m, name: type(m).__name__ == "Convolution")
-        captured.append(state["intermediates"]["backbone"])
-        return out
-
-    g = configuration_to_graph(Configuration.from_atoms(atoms), pot.elements, pot.config.r_max)
-    b = batch_graphs([g], pad_size_for([g]))
-    pos = jnp.asarray(b.nodes["positions"])
-    make_energy_fn(apply, pot.config.r_max, pos.dtype)(pot.params, b, pos, jnp.zeros((b.n_node.shape[0], 3, 3), pos.dtype))
-    flat = flatten_dict(captured[0])
-    return {k: v for k, v in flat.items()}
+    """Every convolution's aggregated messages ``{ir: [N, 2l+1, C]}``, keyed by module path."""
+    return flatten_dict(captured_intermediates(pot, atoms, lambda m, name: type(m).__name__ == "Convolution"))
 
 
 def test_l_greater_than_zero_messages_untouched(base):

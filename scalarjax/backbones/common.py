@@ -52,6 +52,14 @@ def hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num
     )
 
 
+def edge_inputs(cfg, sh_max_ell: int, species, vectors, senders, receivers, edge_mask, node_mask, num_species):
+    """What every backbone derives from the edges: spherical harmonics ``[E, (sh_max_ell+1)²]``,
+    edge scalar features ``[E, num_bessel]`` and the scalar-pathway :class:`HookContext`."""
+    lengths, sh = edge_geometry(vectors, sh_max_ell)
+    edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
+    return sh, edge_feats, hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num_species, cfg)
+
+
 class SpeciesEmbedding(nn.Module):
     """One-hot species → ``channels`` scalars (MACE's ``LinearNodeEmbeddingBlock``): ``[N] → [N, 1, C]``."""
 

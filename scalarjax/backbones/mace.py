@@ -25,9 +25,7 @@ from scalarjax.backbones.common import (
     LinearReadout,
     NonLinearReadout,
     SpeciesEmbedding,
-    edge_features,
-    edge_geometry,
-    hook_context,
+    edge_inputs,
 )
 from scalarjax.config import ModelConfig
 from scalarjax.nn.features import Features, irreps_to_channels, natural_irreps
@@ -82,9 +80,7 @@ class MACE(nn.Module):
             raise ValueError(f"MACE needs equal channels for all hidden irreps, got {cfg.hidden_irreps}")
         mlp_hidden = irreps_to_channels(cfg.mlp_irreps)["0e"]
 
-        lengths, sh = edge_geometry(vectors, cfg.max_ell)
-        edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
-        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg)
+        sh, edge_feats, ctx = edge_inputs(cfg, cfg.max_ell, species, vectors, senders, receivers, edge_mask, node_mask, self.num_species)
 
         h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
         energy = jnp.zeros(species.shape[0], dtype)

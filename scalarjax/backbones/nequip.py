@@ -28,11 +28,10 @@ import functools
 
 import e3nn_jax as e3nn
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scalarjax.backbones.common import Convolution, SpeciesEmbedding, edge_features, edge_geometry, hook_context
+from scalarjax.backbones.common import Convolution, SpeciesEmbedding, edge_inputs
 from scalarjax.config import ModelConfig
 from scalarjax.nn.features import Features, sort_irreps
 from scalarjax.nn.linear import MLP, SpeciesLinear, normalized_silu
@@ -132,9 +131,7 @@ class NequIP(nn.Module):
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         C = cfg.num_features
-        lengths, sh = edge_geometry(vectors, cfg.l_max)
-        edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
-        ctx = hook_context(species, lengths, senders, receivers, edge_mask, node_mask, self.num_species, cfg)
+        sh, edge_feats, ctx = edge_inputs(cfg, cfg.l_max, species, vectors, senders, receivers, edge_mask, node_mask, self.num_species)
 
         h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
         for t, irreps_out in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity)):
