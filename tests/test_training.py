@@ -100,6 +100,37 @@ def test_nan_step_is_skipped():
     assert int(m["skipped"]) == 0 and int(state.step) == 1
 
 
+def test_amsgrad_matches_torch_definition():
+    """AMSGrad keeps the max of the raw second moment (torch.optim.Adam(amsgrad=True), MACE); optax's
+    max of the bias-corrected moment keeps the first, large gradients in the denominator for good."""
+    import optax
+
+    from scalarjax.training.optim import amsgrad
+
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=5) * 100.0 * 0.5 ** k for k in range(30)]  # large first gradients, then small
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    m = v = vmax = np.zeros(5)
+    ref = []
+    for t, g in enumerate(grads, start=1):  # torch's _single_tensor_adam with amsgrad=True
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vmax = np.maximum(vmax, v)
+        ref.append(-lr / (1 - b1 ** t) * m / (np.sqrt(vmax) / np.sqrt(1 - b2 ** t) + eps))
+
+    def run(opt):
+        state, out = opt.init(jnp.zeros(5)), []
+        for g in grads:
+            u, state = opt.update(jnp.asarray(g), state)
+            out.append(np.asarray(u))
+        return np.array(out)
+
+    ours = run(amsgrad(lr))
+    np.testing.assert_allclose(ours, np.array(ref), rtol=2e-4, atol=1e-9)
+    late = np.abs(run(optax.amsgrad(lr))[-1]) / np.abs(ours[-1])
+    assert np.all(late < 0.5), late  # the definitions differ where it matters: late steps
+
+
 def test_resume_is_exact_and_run_loads(data_file, tmp_path):
     import orbax.checkpoint as ocp
 
