@@ -8,7 +8,10 @@ Backbone-specific settings keep the names of the reference implementation and de
 resolved per backbone in :data:`BACKBONE_DEFAULTS`; giving one to the other backbone is an error.
 
 - ``mace`` (MACE's "medium" model): ``max_ell``, ``hidden_irreps``, ``correlation``,
-  ``num_interactions``, ``mlp_irreps``.
+  ``num_interactions``, ``mlp_irreps``, ``residual_first`` (mace-torch's ``interaction_first``:
+  ``false`` = ``RealAgnosticInteractionBlock``, no skip from the embedding, so an isolated atom's
+  energy is exactly its E0; ``true`` = ``RealAgnosticResidualInteractionBlock``, mace-torch 0.3's
+  default, whose skip gives each species a learnable constant energy).
 - ``nequip`` (nequip's names): ``num_layers``, ``l_max``, ``parity`` (also carry odd-parity
   features), ``num_features``, ``resnet`` (residual update where a layer's irreps are unchanged).
 """
@@ -30,7 +33,7 @@ BACKBONES = ("mace", "nequip")
 # with r_max 5 Å like MACE.
 BACKBONE_DEFAULTS = {
     "mace": dict(max_ell=3, hidden_irreps="64x0e+64x1o", correlation=3, num_interactions=2, mlp_irreps="16x0e",
-                 radial_mlp=(64, 64, 64), num_polynomial_cutoff=5),
+                 residual_first=False, radial_mlp=(64, 64, 64), num_polynomial_cutoff=5),
     "nequip": dict(num_layers=4, l_max=2, parity=True, num_features=32, resnet=True,
                    radial_mlp=(64, 64), num_polynomial_cutoff=6),
 }
@@ -51,6 +54,7 @@ class ModelConfig:
     correlation: Optional[int] = None
     num_interactions: Optional[int] = None
     mlp_irreps: Optional[str] = None
+    residual_first: Optional[bool] = None
     # NequIP
     num_layers: Optional[int] = None
     l_max: Optional[int] = None

@@ -206,3 +206,24 @@ def test_fixed_padding_fits_every_shuffle():
     shapes = {(b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0])
               for seed in range(20) for b in batches(graphs, 3, shuffle=True, seed=seed, size=size)}
     assert shapes == {(size.n_node, size.n_edge, size.n_graph)}
+
+
+def test_mace_residual_first_block():
+    """``residual_first`` (mace-torch's RealAgnosticResidualInteractionBlock as the first block): a
+    skip from the embedding instead of the species linear on the messages, so an isolated atom gets
+    a learnable per-species constant on top of E0; energies stay invariant."""
+    from conftest import TINY
+
+    from scalarjax.config import ModelConfig
+    from scalarjax.potential import Potential
+
+    pot = Potential(ModelConfig(**TINY, residual_first=True), seed=0)
+    first = pot.params["params"]["backbone"]["interaction_0"]
+    assert "skip" in first and "species_linear" not in first
+    e0, _, _ = evaluate_one(pot, Atoms(numbers=[14], positions=[[0.1, 0.2, 0.3]]))
+    assert abs(e0 - (TINY["atomic_energies"][1] + TINY["shift"])) > 1e-3
+    mol = molecule(5)
+    rot = mol.copy()
+    rot.positions = mol.positions @ random_orthogonal(1, reflect=True).T
+    (e1, _, _), (e2, _, _) = evaluate_one(pot, mol), evaluate_one(pot, rot)
+    assert e2 == pytest.approx(e1, rel=1e-12)

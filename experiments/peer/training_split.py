@@ -57,7 +57,7 @@ def score(args):
             s = np.asarray(atoms.info["MACE_stress"]).reshape(-1)
             p["stress"] = full_to_voigt(s.reshape(3, 3)) if s.size == 9 else s
         preds.append(p)
-    result = {"test_file": str(pathlib.Path(args.out_dir) / "test.xyz"), "n_test": len(test),
+    result = {"command": args.command, "test_file": str(pathlib.Path(args.out_dir) / "test.xyz"), "n_test": len(test),
               "mace_torch": error_metrics(test, preds)}
     if args.run_dir:
         result["scalarjax"] = evaluate_run(args.run_dir, str(pathlib.Path(args.out_dir) / "test.xyz"), keys=REF)
@@ -108,6 +108,7 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--scalarjax-time", help="/usr/bin/time -v report of the scalarjax training")
     s.add_argument("--mace-time", help="/usr/bin/time -v report of mace_run_train")
+    s.add_argument("--command", default="", help="the command that produced both runs (recorded verbatim)")
     args = p.parse_args()
     {"write": write, "score": score}[args.cmd](args)
 

@@ -2,11 +2,12 @@
 
 Per interaction layer t (h⁰ = species embedding, scalars only):
 
-    sc      = W_skip[s_i] · h_i                                      (t > 0; species-indexed)
+    sc      = W_skip[s_i] · h_i                                      (t > 0, or all t with residual_first)
     h̃_i     = Linear_up(h_i)
     w_ij    = RadialMLP(edge_scalars(B(r_ij) · u(r_ij)))             [paths × C]
     A_i     = Linear( aggregate_j  w_ij ⊙ (h̃_j ⊗ Y(r̂_ij)) )          (channelwise TP, Σ_j / avg_num_neighbors;
-                                                                      t = 0: then W[s_i] · A_i, no sc)
+                                                                      t = 0 unless residual_first:
+                                                                      then W[s_i] · A_i, no sc)
     h_i^t   = Linear( SymmetricContraction_{s_i}(A_i; correlation) ) + sc
     E_i^t   = Readout_t(readout_scalars(h_i^t[0e]))                  (linear; MLP on the last layer)
 
@@ -88,7 +89,7 @@ class MACE(nn.Module):
             last = t == cfg.num_interactions - 1
             out_irreps = {"0e": C} if last else hidden
             A, sc = MACEInteraction(
-                C, cfg.max_ell, cfg.radial_mlp, out_irreps, self.num_species, t, t > 0, self.transforms, dtype, name=f"interaction_{t}"
+                C, cfg.max_ell, cfg.radial_mlp, out_irreps, self.num_species, t, t > 0 or bool(cfg.residual_first), self.transforms, dtype, name=f"interaction_{t}"
             )(h, sh, edge_feats, ctx)
             B = SymmetricContraction(tuple(out_irreps), cfg.correlation, self.num_species, dtype, name=f"product_{t}")(A, ctx.onehot)
             B = IrrepsLinear(out_irreps, dtype, name=f"product_linear_{t}")(B)
