@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -21,13 +21,6 @@ import optax
 
 from scalarjax.training.config import TrainingConfig
 from scalarjax.training.loss import LossWeights, loss_terms
-
-
-class AmsgradState(NamedTuple):
-    count: jnp.ndarray
-    mu: Any
-    nu: Any
-    nu_max: Any
 
 
 def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
@@ -46,18 +39,17 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> o
 
     def init_fn(params):
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)
-        return AmsgradState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros(), nu_max=zeros())
+        return optax.ScaleByAmsgradState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros(), nu_max=zeros())
 
     def update_fn(updates, state, params=None):
         del params
         mu = optax.tree.update_moment(updates, state.mu, b1, 1)
         nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         count = optax.safe_increment(state.count)
-        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
-        c1 = 1 - b1 ** count.astype(jnp.float32)
-        c2 = 1 - b2 ** count.astype(jnp.float32)
-        out = jax.tree.map(lambda m, v: (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + eps), mu, nu_max)
-        return out, AmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)  # the max of the raw moment, then bias-corrected
+        mu_hat, nu_hat = optax.tree.bias_correction(mu, b1, count), optax.tree.bias_correction(nu_max, b2, count)
+        out = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu_hat, nu_hat)
+        return out, optax.ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
