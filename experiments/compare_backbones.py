@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import platform
+import sys
 
 import numpy as np
 
@@ -42,7 +44,7 @@ def main():
     args = ap.parse_args()
     rows = [summarise(*spec.split("|")) for spec in args.run]
     out = pathlib.Path(args.out)
-    out.write_text(json.dumps({"runs": rows}, indent=1))
+    out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "machine": platform.platform(), "runs": rows}, indent=1))
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     lines = ["| data set | backbone | test E MAE (meV/atom) | F (meV/Å) | S (meV/Å³) | epochs | train wall (min) | params |",
              "|---|---|---|---|---|---|---|---|"]
