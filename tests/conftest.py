@@ -16,6 +16,20 @@ def shared_data() -> Path:
     return path
 
 
+# One XLA compilation cache per test session, created empty: programs that several tests, repeated
+# train() calls or the notebook kernels (subprocesses inherit the variable) compile identically are
+# compiled once. It lives for this session only, so nothing carries over between CI runs.
+import atexit  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="scalarjax-xla-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 # The physics tests run in float64; the library itself never flips this flag.
 import jax  # noqa: E402
 

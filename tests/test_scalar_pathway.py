@@ -177,7 +177,8 @@ def test_flops_command_json(tmp_path, capsys):
                                              if k != "dtype"}}))
     structure = tmp_path / "m.xyz"
     ase.io.write(structure, molecule(21, n=6))
-    assert main(["flops", str(cfg), "--structure", str(structure), "--json", "--set", "model.r_max=3.0"]) == 0
+    assert main(["flops", str(cfg), "--structure", str(structure), "--json", "--set", "model.r_max=3.0",
+                 "--set", "model.correlation=2", "--set", "model.num_interactions=1"]) == 0
     report = json.loads(capsys.readouterr().out)
     v = report["variants"]
     assert set(v) == {"base", "pan", "pgs", "pan+pgs"} and report["n_atoms"] == 6 and not report["periodic"]
