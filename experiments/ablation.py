@@ -53,13 +53,13 @@ def run_variant(config_path, overrides, variant, seed, root) -> dict:
             "test": final.get("test", {}).get("all"), "valid": final.get("valid", {}).get("all"), "model": model}
 
 
-def summarise(runs: list[dict], variants) -> dict:
+def summarise(runs: list[dict], variants, split: str = "test") -> dict:
     out = {}
     for v in variants:
         rs = [r for r in runs if r["variant"] == v]
         out[v] = {}
         for short, key, _ in KEYS:
-            vals = [r["test"][key]["mae"] for r in rs if r["test"] and r["test"][key]["mae"] is not None]
+            vals = [r[split][key]["mae"] for r in rs if r[split] and r[split][key]["mae"] is not None]
             if vals:
                 out[v][short] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "n": len(vals)}
     for v in variants:
@@ -100,27 +100,30 @@ def main():
             flops[v]["flops_overhead_vs_base"] = flops[v]["flops"] / flops["base"]["flops"] - 1.0 if "base" in flops else None
             flops[v]["params_overhead_vs_base"] = flops[v]["params"] / flops["base"]["params"] - 1.0 if "base" in flops else None
     summary = summarise(runs, variants)
+    summary_valid = summarise(runs, variants, "valid")
     for r in runs:
         r["model"] = r["model"].to_dict()
     report = {"command": " ".join([pathlib.Path(sys.executable).name] + sys.argv), "machine": platform.platform(),
-              "config": args.config, "overrides": args.set, "seeds": seeds, "summary": summary, "flops": flops, "runs": runs}
+              "config": args.config, "overrides": args.set, "seeds": seeds, "summary": summary, "summary_valid": summary_valid, "flops": flops, "runs": runs}
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
 
-    lines = [f"Command: `{report['command']}`", "",
-             "| variant | " + " | ".join(f"test {s} MAE ({u})" for s, _, u in KEYS) + " | FLOPs vs base | params vs base |",
-             "|---|" + "---|" * (len(KEYS) + 2)]
-    for v in variants:
-        cells = []
-        for short, _, _ in KEYS:
-            m = summary[v].get(short)
-            cells.append("-" if m is None else f"{m['mean']:.2f} ± {m['std']:.2f}" + (f" ({100 * m['change_vs_base']:+.1f}%)" if v != "base" and "change_vs_base" in m else ""))
-        f = flops.get(v, {})
-        fo = f"{100 * f['flops_overhead_vs_base']:+.2f}%" if f.get("flops_overhead_vs_base") is not None else "-"
-        po = f"{100 * f['params_overhead_vs_base']:+.2f}%" if f.get("params_overhead_vs_base") is not None else "-"
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {fo} | {po} |")
-    lines.append(f"\nmean ± std over seeds {seeds}; selection on validation, test only scored.")
+    lines = [f"Command: `{report['command']}`", ""]
+    for split, table in (("test", summary), ("valid", summary_valid)):
+        lines += ["| variant | " + " | ".join(f"{split} {s} MAE ({u})" for s, _, u in KEYS) + " | FLOPs vs base | params vs base |",
+                  "|---|" + "---|" * (len(KEYS) + 2)]
+        for v in variants:
+            cells = []
+            for short, _, _ in KEYS:
+                m = table[v].get(short)
+                cells.append("-" if m is None else f"{m['mean']:.2f} ± {m['std']:.2f}" + (f" ({100 * m['change_vs_base']:+.1f}%)" if v != "base" and "change_vs_base" in m else ""))
+            f = flops.get(v, {})
+            fo = f"{100 * f['flops_overhead_vs_base']:+.2f}%" if f.get("flops_overhead_vs_base") is not None else "-"
+            po = f"{100 * f['params_overhead_vs_base']:+.2f}%" if f.get("params_overhead_vs_base") is not None else "-"
+            lines.append(f"| {v} | " + " | ".join(cells) + f" | {fo} | {po} |")
+        lines.append("")
+    lines.append(f"mean ± std over seeds {seeds}; the trainer selects on validation (best EMA parameters), the test set is only scored.")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
