@@ -3,7 +3,7 @@
 # comparison; rMD17 aspirin: the 60-epoch, ~1 h curve run), test MAEs side by side in
 # experiments/results/backbones_mace_nequip.{json,md}. The MACE runs come from
 # compare_training_mace_torch.sh and from the aspirin curve command in rmd17_aspirin.yaml.
-#   bash experiments/compare_backbones.sh     (~1.2 h on 2 cores; finished runs are reused)
+#   bash experiments/compare_backbones.sh     (~1 h on 2 cores: NequIP Si 27 min, aspirin 34 min; finished runs are reused)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SCALARJAX_DATA:?set SCALARJAX_DATA to the shared data directory}"
