@@ -64,6 +64,10 @@ class TrainingConfig:
     stage_two_start: float = 0.0  # fraction of max_epochs after which stage two begins (0: off)
     stage_two_energy_weight: float = 1000.0
     stage_two_lr_factor: float = 0.1
+    # Which validation scores compete for ``best/``: "stage_two" (the best score is reset when
+    # stage two starts, so only stage-two epochs compete, as mace-torch's SWA stage does) or "run"
+    # (every evaluated epoch of the whole run, one fixed score; the campaign's protocol).
+    select_over: str = "stage_two"
     seed: int = 0
     max_nan_steps: int = 10
     eval_every: int = 1

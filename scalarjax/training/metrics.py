@@ -59,6 +59,28 @@ def error_metrics(configs: Sequence[Configuration], preds: Sequence[dict]) -> di
     return result
 
 
+def structure_errors(configs: Sequence[Configuration], preds: Sequence[dict]) -> dict:
+    """Per-structure errors, for paired and bootstrap statistics over structures.
+
+    Returns lists (one entry per configuration, ``None`` where a label is missing):
+    ``config_type``, ``n_atoms``, ``energy_meV_per_atom`` (signed, (E_pred − E_ref)/n),
+    ``forces_mae_meV_per_A`` and ``forces_sq_meV2_per_A2`` (mean |ΔF| and mean ΔF² over the 3n
+    components), ``stress_mae_meV_per_A3`` (mean |Δσ| over the 6 Voigt components).
+    """
+    out = {k: [] for k in ("config_type", "n_atoms", "energy_meV_per_atom", "forces_mae_meV_per_A", "forces_sq_meV2_per_A2", "stress_mae_meV_per_A3")}
+    r = lambda x: float(f"{x:.5g}")
+    for c, p in zip(configs, preds):
+        out["config_type"].append(c.config_type)
+        out["n_atoms"].append(int(c.n_atoms))
+        out["energy_meV_per_atom"].append(r(1e3 * (p["energy"] - c.energy) / c.n_atoms) if c.energy is not None else None)
+        df = 1e3 * (np.asarray(p["forces"]) - c.forces) if c.forces is not None else None
+        out["forces_mae_meV_per_A"].append(r(np.mean(np.abs(df))) if df is not None else None)
+        out["forces_sq_meV2_per_A2"].append(r(np.mean(df**2)) if df is not None else None)
+        has_s = c.stress is not None and "stress" in p and any(c.pbc)
+        out["stress_mae_meV_per_A3"].append(r(np.mean(np.abs(1e3 * (p["stress"] - c.stress)))) if has_s else None)
+    return out
+
+
 def format_table(metrics: dict) -> str:
     lines = [f"{'config_type':16s} {'E MAE':>9s} {'E RMSE':>9s} {'F MAE':>9s} {'F RMSE':>9s} {'S MAE':>9s} {'S RMSE':>9s}",
              f"{'':16s} {'meV/atom':>9s} {'meV/atom':>9s} {'meV/Å':>9s} {'meV/Å':>9s} {'meV/Å³':>9s} {'meV/Å³':>9s}"]

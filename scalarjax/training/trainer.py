@@ -7,7 +7,9 @@ Run directory layout::
     RUN_DIR/metrics.jsonl        one line per epoch
     RUN_DIR/checkpoints/         orbax: train state (params, optimiser, EMA) + loop state, latest N
     RUN_DIR/best/                orbax: EMA parameters with the best validation score
-    RUN_DIR/final_metrics.json   errors of the best parameters on valid (and test) sets
+    RUN_DIR/final_metrics.json   errors of the best parameters on valid (and test) sets; under
+                             "last_ema" the same for the EMA parameters at the end of the run
+RUN_DIR/structure_errors.json  per-structure errors (best and last EMA) on valid and test
     RUN_DIR/learning_curve.png, parity_valid.png, parity_test.png
 """
 
@@ -33,9 +35,12 @@ from scalarjax.potential import Potential, make_potential
 from scalarjax.training.config import RunConfig, to_dict
 from scalarjax.training import plots
 from scalarjax.training.loss import LossWeights
-from scalarjax.training.metrics import error_metrics, format_table, predict
+from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
 from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
+
+
+SELECT_OVER = ("stage_two", "run")
 
 
 class TrainingDiverged(RuntimeError):
@@ -108,6 +113,8 @@ def _score(metrics: dict, w: LossWeights) -> float:
 
 def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     tc = cfg.training
+    if tc.select_over not in SELECT_OVER:
+        raise ValueError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
     progress = sys.stdout.isatty() if progress is None else progress
     run_dir = pathlib.Path(cfg.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +152,9 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     while loop["epoch"] < tc.max_epochs:
         epoch = loop["epoch"]
         if tc.stage_two_start > 0 and not loop["stage_two"] and epoch >= tc.stage_two_start * tc.max_epochs:
-            loop.update(stage_two=True, energy_weight=tc.stage_two_energy_weight, lr=loop["lr"] * tc.stage_two_lr_factor, best_score=None)
+            loop.update(stage_two=True, energy_weight=tc.stage_two_energy_weight, lr=loop["lr"] * tc.stage_two_lr_factor)
+            if tc.select_over == "stage_two":
+                loop["best_score"] = None
         if tc.scheduler == "cosine":
             loop["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * epoch / tc.max_epochs)) * (tc.stage_two_lr_factor if loop["stage_two"] else 1.0)
         state = set_lr(state, loop["lr"])
@@ -201,15 +210,23 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     log.close()
 
     best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
-    final = {}
+    final = {"last_ema": {}}
+    per_structure = {}
     plots.learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     for name, configs in (("valid", valid_set), ("test", test_set)):
         if configs:
             graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
             preds = predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress)
             final[name] = error_metrics(configs, preds)
+            per_structure[name] = structure_errors(configs, preds)
             plots.parity(configs, preds, run_dir / f"parity_{name}.png", f"{name} set, best EMA parameters")
             print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
+            # The EMA parameters at the end of the run, next to the selected ones (both are reported).
+            last = predict(potential_fn, state.ema, graphs, cfg.data.valid_batch_size, compute_stress)
+            final["last_ema"][name] = error_metrics(configs, last)
+            per_structure[f"{name}_last_ema"] = structure_errors(configs, last)
     with open(run_dir / "final_metrics.json", "w") as f:
         json.dump(final, f, indent=1)
+    with open(run_dir / "structure_errors.json", "w") as f:
+        json.dump(per_structure, f)
     return run_dir

@@ -1,0 +1,237 @@
+"""Report of the scalar-pathway campaign, regenerated from the committed result files alone.
+
+    python experiments/campaign_report.py [--results experiments/results/campaign] [--no-plots]
+
+Writes ``report.md``, ``report.json`` and ``plots/*.png`` next to the result files. Per phase and
+cell (data set × model size), for each variant and metric (test MAE of E, F, S; best-on-validation
+and final EMA parameters):
+
+- mean ± SE over seeds;
+- the paired change against ``base``: per seed r_s = log(MAE_variant,s / MAE_base,s); the mean
+  and its 95% t-interval over seeds, reported as Δ% = 100 (exp(·) − 1); a one-sample t-test of
+  mean r = 0 (two-sided);
+- a structure-level bootstrap of the test set (2,000 resamples of the test structures, the same
+  resample for both variants and all seeds): the interval of the seed-averaged paired Δ% that
+  the finite test set alone allows;
+- Holm's correction of the primary endpoint's p-values (declared in the plan: test force MAE)
+  across every (cell, variant) comparison of the phase.
+
+Seeds enter a paired comparison only where both the variant and base have finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+METRICS = (("E", "energy_meV_per_atom", "meV/atom"), ("F", "forces_meV_per_A", "meV/Å"), ("S", "stress_meV_per_A3", "meV/Å³"))
+STRUCT_KEY = {"E": "energy_meV_per_atom", "F": "forces_mae_meV_per_A", "S": "stress_mae_meV_per_A3"}
+
+
+def load_results(root: pathlib.Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*/*/seed*.json"))]
+
+
+def mae(result: dict, metric: str, model: str = "best") -> float | None:
+    block = result["best"].get("test") if model == "best" else result["last_ema"].get("test")
+    if not block:
+        return None
+    return block["all"][dict((s, k) for s, k, _ in METRICS)[metric]]["mae"]
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, lower and upper bound of the ``level`` t-interval, and the two-sided p of mean = 0."""
+    from scipy import stats
+
+    n = len(x)
+    m = float(np.mean(x))
+    if n < 2:
+        return m, float("nan"), float("nan"), float("nan")
+    se = float(np.std(x, ddof=1) / np.sqrt(n))
+    if se == 0:
+        return m, m, m, 0.0 if m != 0 else 1.0
+    q = stats.t.ppf(0.5 + level / 2, n - 1)
+    p = float(2 * stats.t.sf(abs(m / se), n - 1))
+    return m, m - q * se, m + q * se, p
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone), NaN left out."""
+    items = sorted(((p, k) for k, p in pvalues.items() if p == p), key=lambda t: t[0])
+    m, out, running = len(items), {}, 0.0
+    for i, (p, k) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def structure_mae(errors: dict, metric: str, idx: np.ndarray) -> float:
+    """MAE over the structures ``idx`` (with repeats) as the trainer defines it: energy per atom over
+    structures, forces over all components (weights n_atoms), stress over the periodic structures."""
+    vals = errors[STRUCT_KEY[metric]]
+    v = np.asarray([vals[i] for i in idx], dtype=object)
+    keep = np.asarray([x is not None for x in v])
+    if not keep.any():
+        return float("nan")
+    x = np.abs(v[keep].astype(float))
+    if metric == "F":
+        w = np.asarray([errors["n_atoms"][i] for i in idx], float)[keep]
+        return float(np.sum(w * x) / np.sum(w))
+    return float(np.mean(x))
+
+
+def bootstrap_delta(pairs: list[tuple[dict, dict]], metric: str, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the seed-averaged paired Δ% under resampling of the test structures."""
+    rng = np.random.default_rng(seed)
+    n = len(pairs[0][0][STRUCT_KEY[metric]])
+    stats = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        r = [np.log(structure_mae(v, metric, idx) / structure_mae(b, metric, idx)) for v, b in pairs]
+        stats.append(np.mean(r))
+    lo, hi = np.nanpercentile(stats, [2.5, 97.5])
+    return 100 * (np.exp(lo) - 1), 100 * (np.exp(hi) - 1)
+
+
+def analyse(results: list[dict], primary: str = "F") -> dict:
+    cells: dict = {}
+    for r in results:
+        cells.setdefault((r["phase"], r["dataset"], r["size"]), {}).setdefault(r["variant"], {})[r["seed"]] = r
+    report = {}
+    for (phase, dataset, size), variants in sorted(cells.items()):
+        cell = {}
+        base = variants.get("base", {})
+        for variant, by_seed in sorted(variants.items()):
+            entry = {"seeds": sorted(by_seed), "n_params": next(iter(by_seed.values()))["n_params"],
+                     "epochs": next(iter(by_seed.values()))["epochs"], "wall_min_mean": float(np.mean([r["wall_s"] for r in by_seed.values()]) / 60)}
+            for model in ("best", "last_ema"):
+                for short, _, _ in METRICS:
+                    vals = [mae(r, short, model) for r in by_seed.values()]
+                    vals = [v for v in vals if v is not None]
+                    if not vals:
+                        continue
+                    m = {"mean": float(np.mean(vals)), "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None, "n": len(vals)}
+                    if variant != "base":
+                        seeds = sorted(set(by_seed) & set(base))
+                        logr = np.asarray([np.log(mae(by_seed[s], short, model) / mae(base[s], short, model)) for s in seeds
+                                           if mae(by_seed[s], short, model) and mae(base[s], short, model)])
+                        if len(logr):
+                            mean, lo, hi, p = t_interval(logr)
+                            pct = lambda x: 100 * (np.exp(x) - 1) if x == x else None
+                            m["paired"] = {"seeds": seeds, "delta_pct_per_seed": [round(100 * (np.exp(x) - 1), 2) for x in logr],
+                                           "delta_pct": pct(mean), "ci95": [pct(lo), pct(hi)], "p": p if p == p else None,
+                                           "paired_sd_pct": float(100 * np.std(logr, ddof=1)) if len(logr) > 1 else None}
+                            pairs = [(by_seed[s]["structure_errors"].get("test" if model == "best" else "test_last_ema"),
+                                      base[s]["structure_errors"].get("test" if model == "best" else "test_last_ema")) for s in seeds]
+                            if all(a and b for a, b in pairs):
+                                m["paired"]["bootstrap_structures_ci95"] = list(bootstrap_delta(pairs, short))
+                    entry.setdefault(model, {})[short] = m
+            cell[variant] = entry
+        report.setdefault(phase, {})[f"{dataset}/{size}"] = cell
+    for phase, cells_ in report.items():
+        pvals = {(c, v): e["best"][primary]["paired"]["p"] for c, cell in cells_.items() for v, e in cell.items()
+                 if v != "base" and primary in e.get("best", {}) and "paired" in e["best"][primary] and e["best"][primary]["paired"]["p"] is not None}
+        for (c, v), p in holm(pvals).items():
+            cells_[c][v]["best"][primary]["paired"]["p_holm"] = p
+    return report
+
+
+def fmt_delta(m: dict) -> str:
+    p = m.get("paired")
+    if not p or p["delta_pct"] is None:
+        return "–"
+    ci = p["ci95"]
+    ci_s = f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci[0] is not None else ""
+    return f"{p['delta_pct']:+.1f}%{ci_s}"
+
+
+def markdown(report: dict, plan_primary: str) -> str:
+    lines = ["# Scalar-pathway campaign: report", "",
+             "Regenerated by `python experiments/campaign_report.py` from the result files under "
+             "`experiments/results/campaign/` alone. Test MAE of the best-on-validation EMA parameters unless marked "
+             "*final EMA*; mean ± SE over seeds; Δ% = paired change against base of the same seed (log-ratio mean, "
+             "95% t-interval over seeds); *bootstrap* = 95% interval of the seed-averaged Δ% over resamples of the test "
+             "structures. Primary endpoint (declared before the runs): " + plan_primary + ".", ""]
+    for phase, cells in report.items():
+        lines += [f"## {phase}", ""]
+        for cell_name, cell in cells.items():
+            lines += [f"### {cell_name}", "",
+                      "| variant | seeds | params | " + " | ".join(f"{s} ({u})" for s, _, u in METRICS) + " | "
+                      + " | ".join(f"Δ{s}" for s, _, _ in METRICS) + " | F bootstrap | F p (Holm) | F final EMA Δ | min/run |",
+                      "|---|---|---|" + "---|" * (2 * len(METRICS) + 4)]
+            for variant, e in cell.items():
+                best = e.get("best", {})
+                vals = []
+                for s, _, _ in METRICS:
+                    m = best.get(s)
+                    vals.append("–" if not m else f"{m['mean']:.2f}" + (f" ± {m['se']:.2f}" if m["se"] is not None else ""))
+                deltas = [fmt_delta(best[s]) if s in best else "–" for s, _, _ in METRICS]
+                fp = best.get("F", {}).get("paired", {})
+                boot = fp.get("bootstrap_structures_ci95")
+                boot_s = f"[{boot[0]:+.1f}, {boot[1]:+.1f}]" if boot else "–"
+                p_s = f"{fp['p']:.3f} ({fp.get('p_holm', float('nan')):.3f})" if fp.get("p") is not None else "–"
+                last = fmt_delta(e.get("last_ema", {}).get("F", {})) if e.get("last_ema", {}).get("F") else "–"
+                lines.append(f"| {variant} | {len(e['seeds'])} | {e['n_params']:,} | " + " | ".join(vals) + " | " + " | ".join(deltas)
+                             + f" | {boot_s} | {p_s} | {last} | {e['wall_min_mean']:.1f} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict, out: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    for phase, cells in report.items():
+        for cell_name, cell in cells.items():
+            variants = [v for v in cell if v != "base" and "paired" in cell[v].get("best", {}).get("F", {})]
+            if not variants:
+                continue
+            fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 + 0.45 * len(variants)), sharey=True)
+            for ax, (short, _, _) in zip(axes, METRICS):
+                for i, v in enumerate(variants):
+                    p = cell[v]["best"].get(short, {}).get("paired")
+                    if not p:
+                        continue
+                    ax.scatter(p["delta_pct_per_seed"], [i] * len(p["delta_pct_per_seed"]), s=12, color="0.5")
+                    if p["ci95"][0] is not None:
+                        ax.errorbar(p["delta_pct"], i, xerr=[[p["delta_pct"] - p["ci95"][0]], [p["ci95"][1] - p["delta_pct"]]], fmt="o", color="C0")
+                ax.axvline(0, color="k", lw=0.8)
+                ax.set_xlabel(f"paired Δ test {short} MAE vs base (%)")
+            axes[0].set_yticks(range(len(variants)), variants)
+            fig.suptitle(f"{phase} {cell_name}: per-seed Δ (grey) and mean with 95% t-interval")
+            fig.tight_layout()
+            fig.savefig(out / f"{phase}_{cell_name.replace('/', '_')}.png", dpi=110)
+            plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default=str(ROOT / "experiments" / "results" / "campaign"))
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+    root = pathlib.Path(args.results)
+    results = load_results(root)
+    if not results:
+        sys.exit(f"no result files under {root}")
+    import yaml
+
+    plan = yaml.safe_load((ROOT / "experiments" / "campaign" / "plan.yaml").read_text())
+    primary = {"forces_meV_per_A": "F", "energy_meV_per_atom": "E", "stress_meV_per_A3": "S"}[plan["primary_endpoint"]]
+    report = analyse(results, primary)
+    (root / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (root / "report.md").write_text(markdown(report, f"test {primary} MAE, paired Δ% vs base"))
+    if not args.no_plots:
+        plots(report, root / "plots")
+    print((root / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The scalar-pathway campaign's protocol guarantees (issue 13).
+
+Pairing: for one seed, every variant starts from the same backbone parameters, so a paired
+comparison over seeds compares the transforms and nothing else. Also: the campaign plan is
+consistent, and its report's statistics behave on known inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax.traverse_util import flatten_dict
+
+from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
+from scalarjax.config import load_model_config
+from scalarjax.potential import Potential
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flat(pot):
+    return flatten_dict(jax.device_get(pot.params))
+
+
+@pytest.mark.parametrize("backbone", sorted(TINY_BY_BACKBONE))
+def test_variants_of_one_seed_share_the_backbone_parameters(backbone):
+    """Every parameter of the base model exists, bit for bit, in the +PAN+PGS model of the same seed
+    (every PAN/PGS option on; the transforms' own parameters are the only new ones); another seed
+    differs. Same configs and seed as conftest's ``tiny_potential``, so the compiled inits are shared."""
+    cfg = TINY_BY_BACKBONE[backbone]
+    base = _flat(Potential(load_model_config(cfg), seed=1))
+    other = _flat(Potential(load_model_config(cfg, scalar_transforms=TINY_TRANSFORMS), seed=1))
+    assert set(base) < set(other)
+    for path, value in base.items():
+        np.testing.assert_array_equal(other[path], value, err_msg="/".join(path))
+    new = set(other) - set(base)
+    assert {t["kind"] for t in TINY_TRANSFORMS} == {k for k in ("pan", "pgs") if any(k in "/".join(p) for p in new)}
+    reseeded = _flat(Potential(load_model_config(cfg), seed=2))
+    assert any(not np.array_equal(reseeded[p], v) for p, v in base.items())
+
+
+def test_plan_is_consistent():
+    campaign = _load("campaign")
+    plan = campaign.load_plan()
+    for phase in plan["phases"]:
+        specs = campaign.run_specs(plan, phase)
+        assert len({s.key for s in specs}) == len(specs)
+        for s in specs:
+            assert s.dataset in plan["datasets"] and s.size in plan["sizes"]
+            path, sets = campaign.overrides(plan, s)
+            assert pathlib.Path(path).exists()
+            from scalarjax.training.config import load_run_config
+
+            cfg = load_run_config(path, sets)  # every override parses and types check
+            assert cfg.training.select_over == "run" and cfg.training.scheduler != "plateau"
+        # seed-major order: a seed's runs all come before the next seed's
+        seeds = [s.seed for s in specs]
+        assert seeds == sorted(seeds)
+
+
+def _fake(variant, seed, f_mae, n=6):
+    errs = {"config_type": ["x"] * n, "n_atoms": [2] * n, "energy_meV_per_atom": [1.0] * n,
+            "forces_mae_meV_per_A": [f_mae] * n, "forces_sq_meV2_per_A2": [f_mae**2] * n, "stress_mae_meV_per_A3": [None] * n}
+    m = {"energy_meV_per_atom": {"mae": 1.0}, "forces_meV_per_A": {"mae": f_mae}, "stress_meV_per_A3": {"mae": None}}
+    return {"phase": "p", "dataset": "d", "size": "s", "variant": variant, "seed": seed, "n_params": 10, "epochs": 1, "wall_s": 60.0,
+            "best": {"test": {"all": m}}, "last_ema": {"test": {"all": m}}, "structure_errors": {"test": errs, "test_last_ema": errs}}
+
+
+def test_report_statistics_on_known_inputs():
+    report = _load("campaign_report")
+    # Holm: sorted p (0.01, 0.02, 0.04) x (3, 2, 1) = 0.03, 0.04, 0.04 (monotone)
+    adj = report.holm({"a": 0.04, "b": 0.01, "c": 0.02})
+    assert adj == pytest.approx({"b": 0.03, "c": 0.04, "a": 0.04})
+    m, lo, hi, p = report.t_interval(np.array([0.1, 0.2, 0.3]))
+    assert m == pytest.approx(0.2) and lo < 0.2 < hi and p == pytest.approx(0.0742, abs=1e-3)  # t = 2*sqrt(3), 2 dof
+    # a variant that is exactly 20% better on forces for every seed: Δ = -20%, zero-width interval;
+    # a variant equal to base: Δ = 0 and p = 1
+    results = [_fake("base", s, 10.0 + s) for s in range(3)] + [_fake("better", s, 0.8 * (10.0 + s)) for s in range(3)]
+    results += [_fake("same", s, 10.0 + s) for s in range(3)]
+    out = report.analyse(results)["p"]["d/s"]
+    f = out["better"]["best"]["F"]["paired"]
+    assert f["delta_pct"] == pytest.approx(-20.0) and f["ci95"] == pytest.approx([-20.0, -20.0])
+    assert f["bootstrap_structures_ci95"] == pytest.approx([-20.0, -20.0])
+    assert out["same"]["best"]["F"]["paired"]["p"] == 1.0
+    assert "p_holm" in f and "S" not in out["better"]["best"]
+    assert "| better |" in report.markdown({"p": {"d/s": out}}, "F")
