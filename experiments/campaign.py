@@ -188,7 +188,7 @@ def collect(spec: RunSpec, wall_s: float, extra: list[str], git: dict) -> dict:
 def write_atomic(path: pathlib.Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: per-structure lists are long
     os.replace(tmp, path)
 
 
@@ -202,14 +202,13 @@ def commit(path: pathlib.Path, message: str) -> None:
     print(f"warning: could not commit {path}: {res.stderr.strip()}", file=sys.stderr)
 
 
-def run_one(plan: dict, spec: RunSpec, do_commit: bool) -> dict:
+def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict) -> dict:
     from scalarjax.training.config import load_run_config
     from scalarjax.training.trainer import train
 
     extra = match_width(plan, spec) if plan["variants"][spec.variant].get("match_params_of") else []
     path, sets = overrides(plan, spec, extra)
     cfg = load_run_config(path, sets)
-    git = git_state()
     t0 = time.perf_counter()
     train(cfg, progress=False)
     result = collect(spec, time.perf_counter() - t0, extra, git)
@@ -233,9 +232,16 @@ def main(argv=None):
     ap.add_argument("--commit", action="store_true", help="git-commit each result file when its run finishes")
     ap.add_argument("--max-hours", type=float, default=None, help="start no new run after this wall time")
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--allow-dirty", action="store_true", help="run with uncommitted scalarjax/ changes (smoke tests only)")
+    ap.add_argument("--plan", default=str(PLAN), help="another plan file (smoke tests)")
+    ap.add_argument("--results", default=None, help="another results root (smoke tests)")
     args = ap.parse_args(argv)
     os.environ.setdefault("SCALARJAX_DATA", str(ROOT.parent / "shared" / "data"))
-    plan = load_plan()
+    if args.results:
+        global RESULTS, RUNS
+        RESULTS = pathlib.Path(args.results).absolute()
+        RUNS = RESULTS / "runs"
+    plan = load_plan(args.plan)
     specs = run_specs(plan, args.phase)
     if args.only:
         specs = [s for s in specs if f"{s.dataset}/{s.size}" == args.only]
@@ -249,6 +255,13 @@ def main(argv=None):
         for s in todo:
             print(f"  to run: {s.key} ({s.epochs} epochs)")
         return
+    # The code every run of this process uses is the code imported now: record its commit once,
+    # and refuse uncommitted library code (a result must name the code that produced it).
+    import scalarjax.training.trainer  # noqa: F401
+
+    git = git_state()
+    if git["scalarjax_dirty"] and not args.allow_dirty:
+        sys.exit("scalarjax/ has uncommitted changes: commit them first (each result records the commit that trained it)")
     t_start = time.perf_counter()
     for s in todo:
         if args.max_hours is not None and time.perf_counter() - t_start > 3600 * args.max_hours:
@@ -257,7 +270,7 @@ def main(argv=None):
         if s.result_path.exists():  # finished by another runner meanwhile
             continue
         print(f"running {s.key} ({s.epochs} epochs)", flush=True)
-        run_one(plan, s, args.commit)
+        run_one(plan, s, args.commit, git)
 
 
 if __name__ == "__main__":

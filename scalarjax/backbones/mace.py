@@ -8,11 +8,11 @@ Per interaction layer t (h⁰ = species embedding, scalars only):
     A_i     = Linear( aggregate_j  w_ij ⊙ (h̃_j ⊗ Y(r̂_ij)) )          (channelwise TP, Σ_j / avg_num_neighbors;
                                                                       t = 0 unless residual_first:
                                                                       then W[s_i] · A_i, no sc)
-    h_i^t   = Linear( SymmetricContraction_{s_i}(A_i; correlation) ) + sc
+    h_i^t   = Linear( SymmetricContraction_{s_i}(A_i; correlation) ) + sc;  h_i^t[0e] ← node_scalars(h_i^t[0e])
     E_i^t   = Readout_t(readout_scalars(h_i^t[0e]))                  (linear; MLP on the last layer)
 
 The last layer keeps only scalars (its product outputs 0e). The per-atom output is Σ_t E_i^t.
-``edge_scalars``, ``aggregate`` and ``readout_scalars`` are the scalar-pathway hooks
+``edge_scalars``, ``aggregate``, ``node_scalars`` and ``readout_scalars`` are the scalar-pathway hooks
 (:mod:`scalarjax.scalar.pathway`), each called in exactly one place.
 """
 
@@ -94,6 +94,8 @@ class MACE(nn.Module):
             B = SymmetricContraction(tuple(out_irreps), cfg.correlation, self.num_species, dtype, name=f"product_{t}")(A, ctx.onehot)
             B = IrrepsLinear(out_irreps, dtype, name=f"product_linear_{t}")(B)
             h = {ir: B[ir] + sc[ir] if ir in sc else B[ir] for ir in out_irreps}
+            if self.transforms:
+                h["0e"] = pathway.node_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)[:, None, :]
             scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)
             if last:
                 energy = energy + NonLinearReadout(mlp_hidden, dtype, name=f"readout_{t}")(scalars)

@@ -137,6 +137,8 @@ class NequIP(nn.Module):
         for t, irreps_out in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity)):
             h = NequIPLayer(C, cfg.l_max, irreps_out, cfg.radial_mlp, self.num_species, t, cfg.resnet, self.transforms, dtype,
                             name=f"layer_{t}")(h, sh, edge_feats, ctx)
+            if self.transforms:
+                h = {**h, "0e": pathway.node_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)[:, None, :]}
         scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, cfg.num_layers - 1)
         hidden = MLP((max(1, C // 2),), dtype, name="output_hidden")(scalars)
         return MLP((1,), dtype, name="output")(hidden)[:, 0]

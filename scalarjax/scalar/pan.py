@@ -8,7 +8,8 @@ Coordination (smooth, cutoff-weighted, species-aware), for atom i of species s_i
     n_i  = Σ_{j ∈ N(i)} a_{s_i s_j} · u_q(r_ij / r_max)         a = softplus(θ) / softplus(0) > 0, θ ∈ R^{S×S}
     ℓ_i  = log(ε + n_i / n̄) − log(ε + 1),     n̄ = κ_q · avg_num_neighbors,  κ_q = ∫₀¹ 3x² u_q(x) dx
 
-with u_q the polynomial cutoff of exponent q (C² at r_max for q ≥ 2; default 6, so n_i is C² in
+(``coordination_r_max: r_c`` replaces r_max by a shorter cutoff, e.g. the first shell, and n̄ by the
+uniform-density estimate κ_q · avg_num_neighbors · (r_c/r_max)³), with u_q the polynomial cutoff of exponent q (C² at r_max for q ≥ 2; default 6, so n_i is C² in
 the positions). κ_q is the mean of u_q over a uniformly filled cutoff sphere, so ℓ_i ≈ 0 for an
 atom of average coordination at init (κ_6 ≈ 0.34). Amplitude, per atom and ℓ=0 channel c, and the pooled message:
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import flax.linen as nn
 import jax
@@ -54,6 +55,14 @@ class PAN(ScalarTransform):
     cutoff_p: int = 6  # q of the coordination switching function
     neighbor_weights: bool = False
     init_scale: float = 0.0  # std of the MLP output layers at init (0: they start at zero)
+    # Å: the coordination's own cutoff (e.g. the first shell); None: the model's r_max
+    coordination_r_max: Optional[float] = None
+
+    def __post_init__(self):
+        if self.coordination_r_max is not None and self.coordination_r_max <= 0:
+            raise ValueError(f"pan.coordination_r_max: {self.coordination_r_max} must be a positive distance in Å")
+        if self.hidden < 1 or self.epsilon <= 0:
+            raise ValueError("pan.hidden must be ≥ 1 and pan.epsilon > 0")
 
     def scalar_aggregate(self, layer: int):
         return functools.partial(PANAmplitude, self)
@@ -72,10 +81,10 @@ def shell_fraction(q: int) -> float:
     return float(sum(3.0 * coef / (k + 3) for k, coef in c.items()))
 
 
-def coordination(ctx: HookContext, pair_weights: jnp.ndarray, p: int) -> jnp.ndarray:
-    """``n_i = Σ_j a[s_i, s_j] u_p(r_ij / r_max)``: ``[N]`` (a ``[S, S]``)."""
+def coordination(ctx: HookContext, pair_weights: jnp.ndarray, p: int, r_c: Optional[float] = None) -> jnp.ndarray:
+    """``n_i = Σ_j a[s_i, s_j] u_p(r_ij / r_c)``: ``[N]`` (a ``[S, S]``; r_c defaults to r_max)."""
     a_edge = jnp.sum((ctx.onehot[ctx.receivers] @ pair_weights) * ctx.onehot[ctx.senders], axis=-1)
-    u = polynomial_cutoff(ctx.lengths, ctx.r_max, p) * ctx.edge_mask
+    u = polynomial_cutoff(ctx.lengths, r_c or ctx.r_max, p) * ctx.edge_mask
     return jax.ops.segment_sum(a_edge * u, ctx.receivers, num_segments=ctx.onehot.shape[0])
 
 
@@ -88,8 +97,10 @@ class PANAmplitude(nn.Module):
         S, C, H = ctx.onehot.shape[1], agg0.shape[-1], cfg.hidden
         theta = self.param("pair_logits", nn.initializers.zeros, (S, S), dtype)
         a = jax.nn.softplus(theta) / np.log(2.0)
-        n = coordination(ctx, a, cfg.cutoff_p)
-        n_ref = shell_fraction(cfg.cutoff_p) * ctx.avg_num_neighbors
+        r_c = min(cfg.coordination_r_max or ctx.r_max, ctx.r_max)
+        n = coordination(ctx, a, cfg.cutoff_p, r_c)
+        # a uniform density's estimate of the mean count within r_c (exact for r_c = r_max)
+        n_ref = shell_fraction(cfg.cutoff_p) * ctx.avg_num_neighbors * (r_c / ctx.r_max) ** 3
         ell = (jnp.log(cfg.epsilon + n / n_ref) - np.log(cfg.epsilon + 1.0))[:, None]  # [N, 1]
         gamma0 = np.zeros(C) if cfg.identity_init else np.linspace(0.0, 1.0, C)
         gamma = self.param("gamma", lambda k, s, d: jnp.asarray(gamma0, d), (C,), dtype)

@@ -12,17 +12,22 @@ backbone and without any backbone-specific code in a transform:
    paths, per neighbour, before the sum) and ``scalar_aggregate`` (a positive per-atom,
    per-channel amplitude that multiplies the constant ``1/avg_num_neighbors``). ℓ>0 paths are
    always ``(1/avg_num_neighbors) Σ_j`` with untouched weights.
-3. :func:`readout_scalars` — the node scalars ``[N, C]`` entering each readout.
+3. :func:`node_scalars` — the ℓ=0 node features ``[N, C]`` after each layer's update, replaced
+   in place: a transform here reaches every later layer (through the tensor products) as well as
+   the readouts.
+4. :func:`readout_scalars` — the node scalars ``[N, C]`` entering each readout (the energy heads
+   only).
 
 **Protocol.** A transform is a frozen dataclass deriving from :class:`ScalarTransform` and
 registered with :func:`register_transform` under its ``kind``; it overrides any of the methods
-``edge_scalars``, ``scalar_edge_weights``, ``scalar_aggregate`` and ``readout``, each taking the
+``edge_scalars``, ``scalar_edge_weights``, ``scalar_aggregate``, ``node_scalars`` and ``readout``, each taking the
 layer index and returning a Flax module factory ``f(name=...)`` (typically
 ``functools.partial(MyModule, self)``) or ``None`` for "not at this layer". The hook builds the
 module inside the calling backbone module, so every layer gets its own parameters, named
 ``{kind}{index}_{hook}_{layer}``. Modules are called as
 
     edge_scalars:         (x [E, F], ctx, layer)             → [E, F]
+    node_scalars:         (x [N, C], ctx, layer)             → [N, C]
     scalar_edge_weights:  (w0 [E, P0, C], ctx, layer)        → [E, P0, C]
     scalar_aggregate:     (agg0 [N, P0, C], ctx, layer)      → amplitude [N, C] (> 0; 1 = no change)
     readout:              (x [N, C], ctx, layer)             → [N, C]
@@ -56,7 +61,7 @@ class HookContext(NamedTuple):
     envelope_p: int  # the backbone's polynomial-cutoff exponent
 
 
-HOOKS = ("edge_scalars", "scalar_edge_weights", "scalar_aggregate", "readout")
+HOOKS = ("edge_scalars", "scalar_edge_weights", "scalar_aggregate", "node_scalars", "readout")
 Factory = Callable[..., nn.Module]  # called as factory(name=...)
 
 
@@ -77,6 +82,9 @@ class ScalarTransform:
         return None
 
     def scalar_aggregate(self, layer: int) -> Optional[Factory]:
+        return None
+
+    def node_scalars(self, layer: int) -> Optional[Factory]:
         return None
 
     def readout(self, layer: int) -> Optional[Factory]:
@@ -152,6 +160,12 @@ def aggregate(transforms: Sequence[ScalarTransform], plan, h_edge: dict, sh: jnp
             a0 = a0 * m(agg["0e"][:, :, 0, :], ctx, layer)[:, None, None, :]
         agg["0e"] = a0
     return agg
+
+
+def node_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    for m in _modules(transforms, "node_scalars", layer):
+        x = m(x, ctx, layer)
+    return x
 
 
 def readout_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:

@@ -31,13 +31,32 @@ E0 + shift). The per-channel sum keeps the cost at O(K_r C + C²) per atom (ours
 
 Initialisation (ours): a ~ N(0, 1); W_e, W_r ~ N(0, init_scale²) (default 0.1: close to the base
 model, with the new directions already active), or W_e = W_r = 0 with ``identity_init: true``.
+
+**Design alternatives** (the campaign's design screen, issue 13; defaults keep the design above):
+
+- ``edge_placement: input`` — the extra modes enter the radial MLP's *input* instead of its ℓ=0
+  outputs: ``x_ij ← x_ij + (φ(r_ij) · W_e) / sqrt(K_e)`` with ``W_e ∈ R^{K_e × F}`` (F = the
+  backbone's number of radial features). The edge scalars drive the weights of every path, so
+  this one changes ℓ>0 messages too (through ℓ=0 inputs only).
+- ``edge_cutoff: r_in`` (Å) — a Fourier–Bessel basis of its own on a short inner cutoff where the
+  repulsive wall is, modes n = 1 … K_e: ``φ_n(r) = sqrt(2/r_in) sin(nπr/r_in)/r · u_p(r/r_in)``,
+  zero beyond r_in. On the data's distance range the high modes of the r_max basis are nearly
+  spanned by its low modes; the inner basis is not.
+- ``learn_frequency: true`` — ω is a learned per-channel parameter (initialised at ``frequency``);
+  a ``frequency`` scaled to the measured spread of the scalars is a plain setting.
+- ``readout_placement: node`` — the spectral mixing is applied in place to the ℓ=0 node features
+  after every layer (the ``node_scalars`` hook), so it reaches the later layers and not only the
+  energy heads.
+- ``gate: true`` — per-channel gates g (initialised at 0) multiply both additions,
+  ``w⁰ + g_e ⊙ (φ W_e)`` and ``x + g_r ⊙ (s W_r)``: the model is exactly the base at init while
+  W_e, W_r start random, and learns how far to open each channel.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -56,16 +75,58 @@ class PGS(ScalarTransform):
     frequency: float = 1.0  # ω
     taper_beta: float = 2.0  # β of the exponential-of-semicircle taper
     init_scale: float = 0.1
+    edge_placement: str = "weights"  # weights | input
+    edge_cutoff: Optional[float] = None  # Å; None: modes num_bessel+1 … of the r_max basis
+    learn_frequency: bool = False
+    readout_placement: str = "readout"  # readout | node
+    gate: bool = False
+
+    def __post_init__(self):
+        if self.edge_placement not in ("weights", "input"):
+            raise ValueError(f"pgs.edge_placement: {self.edge_placement!r} is not one of ('weights', 'input')")
+        if self.readout_placement not in ("readout", "node"):
+            raise ValueError(f"pgs.readout_placement: {self.readout_placement!r} is not one of ('readout', 'node')")
+        if self.edge_cutoff is not None and self.edge_cutoff <= 0:
+            raise ValueError(f"pgs.edge_cutoff: {self.edge_cutoff} must be a positive distance in Å")
+        if self.edge_modes < 0 or self.readout_modes < 0:
+            raise ValueError("pgs.edge_modes and pgs.readout_modes must be ≥ 0")
+
+    def _edge(self, placement: str):
+        return functools.partial(PGSEdge, self) if self.edge_modes > 0 and self.edge_placement == placement else None
 
     def scalar_edge_weights(self, layer: int):
-        return functools.partial(PGSEdge, self) if self.edge_modes > 0 else None
+        return self._edge("weights")
+
+    def edge_scalars(self, layer: int):
+        return self._edge("input")
+
+    def _readout(self, placement: str):
+        return functools.partial(PGSReadout, self) if self.readout_modes > 0 and self.readout_placement == placement else None
 
     def readout(self, layer: int):
-        return functools.partial(PGSReadout, self) if self.readout_modes > 0 else None
+        return self._readout("readout")
+
+    def node_scalars(self, layer: int):
+        return self._readout("node")
 
 
 def _init(cfg: PGS):
-    return nn.initializers.zeros if cfg.identity_init else nn.initializers.normal(cfg.init_scale)
+    return nn.initializers.zeros if cfg.identity_init and not cfg.gate else nn.initializers.normal(cfg.init_scale)
+
+
+def _gate(module: nn.Module, cfg: PGS, channels: int, dtype):
+    """Per-channel gate ``g`` (zeros at init) when ``cfg.gate``, else 1."""
+    return module.param("gate", nn.initializers.zeros, (channels,), dtype) if cfg.gate else 1.0
+
+
+def edge_modes(cfg: PGS, r: jnp.ndarray, ctx: HookContext) -> jnp.ndarray:
+    """``[E] → [E, K_e]``: the extra Fourier–Bessel modes × envelope (zero beyond their cutoff)."""
+    if cfg.edge_cutoff is None:
+        phi = bessel_basis(r, cfg.edge_modes, ctx.r_max, first_mode=ctx.num_bessel + 1)
+        return phi * polynomial_cutoff(r, ctx.r_max, ctx.envelope_p)[:, None]
+    r_in = cfg.edge_cutoff
+    phi = bessel_basis(jnp.minimum(r, r_in), cfg.edge_modes, r_in)  # clipped: no sin of far edges
+    return phi * polynomial_cutoff(r, r_in, ctx.envelope_p)[:, None]
 
 
 def es_taper(num_modes: int, beta: float) -> np.ndarray:
@@ -74,16 +135,19 @@ def es_taper(num_modes: int, beta: float) -> np.ndarray:
 
 
 class PGSEdge(nn.Module):
+    """``w⁰ [E, P0, C] → w⁰ + g ⊙ φ W_e`` (``edge_placement: weights``) or the edge scalars
+    ``x [E, F] → x + g ⊙ φ W_e`` (``input``)."""
+
     cfg: PGS
 
     @nn.compact
-    def __call__(self, w0: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    def __call__(self, w: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
         K = self.cfg.edge_modes
-        E, P0, C = w0.shape
-        r = ctx.lengths
-        phi = bessel_basis(r, K, ctx.r_max, first_mode=ctx.num_bessel + 1) * polynomial_cutoff(r, ctx.r_max, ctx.envelope_p)[:, None]
-        W = self.param("w", _init(self.cfg), (K, P0 * C), w0.dtype)
-        return w0 + (phi @ (W / np.sqrt(K))).reshape(E, P0, C)
+        phi = edge_modes(self.cfg, ctx.lengths, ctx) * ctx.edge_mask[:, None]
+        width = int(np.prod(w.shape[1:]))
+        W = self.param("w", _init(self.cfg), (K, width), w.dtype)
+        g = _gate(self, self.cfg, w.shape[-1], w.dtype)
+        return w + (phi @ (W / np.sqrt(K))).reshape(w.shape) * g
 
 
 class PGSReadout(nn.Module):
@@ -91,11 +155,16 @@ class PGSReadout(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
-        K, C = self.cfg.readout_modes, x.shape[-1]
-        taper = jnp.asarray(es_taper(K, self.cfg.taper_beta), x.dtype)
-        arg = x[:, :, None] * jnp.asarray(self.cfg.frequency * np.arange(1, K + 1), x.dtype)  # [N, C, K]
+        cfg = self.cfg
+        K, C = cfg.readout_modes, x.shape[-1]
+        taper = jnp.asarray(es_taper(K, cfg.taper_beta), x.dtype)
+        if cfg.learn_frequency:  # ω_c = exp(log ω_c) > 0, per channel
+            omega = jnp.exp(self.param("log_frequency", nn.initializers.constant(np.log(cfg.frequency)), (C,), x.dtype))[:, None]
+        else:
+            omega = cfg.frequency
+        arg = x[:, :, None] * omega * jnp.arange(1, K + 1, dtype=x.dtype)  # [N, C, K]
         psi = jnp.concatenate([jnp.sin(arg) * taper, (jnp.cos(arg) - 1.0) * taper], axis=-1)  # [N, C, 2K]
         a = self.param("coefficients", nn.initializers.normal(1.0), (C, 2 * K), x.dtype)
         s = jnp.sum(psi * a, axis=-1) / np.sqrt(2 * K)
-        W = self.param("w", _init(self.cfg), (C, C), x.dtype)
-        return x + s @ (W / np.sqrt(C))
+        W = self.param("w", _init(cfg), (C, C), x.dtype)
+        return x + (s @ (W / np.sqrt(C))) * _gate(self, cfg, C, x.dtype)
