@@ -79,3 +79,21 @@ def captured_intermediates(pot, atoms, filter_fn=True) -> dict:
     pos = jnp.asarray(b.nodes["positions"])
     make_energy_fn(apply, pot.config.r_max, pos.dtype)(pot.params, b, pos, jnp.zeros((b.n_node.shape[0], 3, 3), pos.dtype))
     return captured[0]
+
+
+def write_mlearn_aimd_json(path, frames) -> None:
+    """An mlearn-format JSON of diamond Si AIMD-NVT frames, ``frames = [(temperature_K, a_Å), ...]``."""
+    import json
+
+    from ase.build import bulk
+
+    items = []
+    for k, (temp, a) in enumerate(frames):
+        at = bulk("Si", "diamond", a=a, cubic=True)
+        at.rattle(0.05, seed=k)
+        items.append({"structure": {"lattice": {"matrix": at.cell.tolist()},
+                                    "sites": [{"xyz": list(x), "species": [{"element": "Si"}]} for x in at.positions]},
+                      "outputs": {"energy": -5.0 * len(at), "forces": [[0.0, 0.0, 0.0]] * len(at)}, "group": "AIMD-NVT",
+                      "description": f"Snapshot {k} of 100000 of AIMD NVT simulation for normal structure at {temp} K"})
+    with open(path, "w") as f:
+        json.dump(items, f)

@@ -395,3 +395,60 @@ def test_plots_overlay_labelled_results(tmp_path, si_phonons):
         assert p.stat().st_size > 5_000 and p.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError):
         plot_rdfs({"dimer": dimer["emt"]}, tmp_path / "wrong.png")  # a dimer result is not an RDF
+
+
+def test_onset_interpolates_where_g_first_reaches_a_level():
+    from scalarjax.diagnostics import onset
+
+    r = np.linspace(0.0, 4.0, 41)
+    g = np.clip(r - 1.0, 0.0, None)  # 0 up to 1 Å, then a ramp of slope 1
+    assert onset(r, g, 0.1) == pytest.approx(1.1) and onset(r, g, 0.5) == pytest.approx(1.5)
+    assert onset(r, g, 10.0) is None
+
+
+def _rattled(std, n, seed0=0):
+    from ase.build import bulk
+
+    frames = []
+    for k in range(n):
+        a = bulk("Ag", "fcc", a=4.09, cubic=True).repeat((2, 2, 2))
+        a.rattle(std, seed=seed0 + k)
+        frames.append(a)
+    return frames
+
+
+def test_liquid_structure_detects_a_soft_core():
+    """Same frames: no over-approach, equal onsets. Broader (softer) pair distribution: g reaches
+    0.1 earlier and neighbours enter the reference's core edge (over-approach > 0)."""
+    from scalarjax.diagnostics import liquid_structure
+
+    ref = _rattled(0.08, 6)
+    same = liquid_structure(ref, ref, r_max=4.0, nbins=160, n_boot=50)
+    assert same["over_approach"] == 0.0
+    assert same["model"]["r_g_0.1"]["value"] == same["reference"]["r_g_0.1"]["value"]
+    lo, hi = same["model"]["r_g_0.1"]["ci95"]
+    assert lo <= same["model"]["r_g_0.1"]["value"] <= hi
+    soft = liquid_structure(_rattled(0.25, 6, 100), ref, r_max=4.0, nbins=160, n_boot=50)
+    assert soft["model"]["r_g_0.1"]["value"] < soft["reference"]["r_g_0.1"]["value"] - 0.2
+    assert soft["over_approach"] > 0.1
+    assert soft["reference"]["first_peak_r"]["value"] == pytest.approx(4.09 / np.sqrt(2), abs=0.06)
+
+
+def test_liquid_state_point_uses_the_data_temperature_and_density(tmp_path):
+    """Reference frames of the temperature nearest the preset's only, at their own density; the
+    model's cell is scaled to it."""
+    from physics_utils import write_mlearn_aimd_json
+
+    from scalarjax.diagnostics.report import PRESETS, liquid_cell, liquid_state_point, reference_frames
+
+    path = tmp_path / "si.json"
+    write_mlearn_aimd_json(path, [(300, 5.43), (2530, 5.47), (2530, 5.47), (3374, 5.50)])
+    _, aimd = reference_frames(str(path), PRESETS["si"])
+    state = liquid_state_point(aimd, PRESETS["si"])  # preset liquid: 2500 K
+    assert state["temperature_K"] == 2530 and len(state["frames"]) == 2 and state["matched"]
+    assert state["available_K"] == [300, 2530, 3374]
+    assert state["volume_per_atom_A3"] == pytest.approx(5.47**3 / 8)
+    cell = liquid_cell(PRESETS["si"], state["volume_per_atom_A3"])
+    assert len(cell) == 64 and cell.get_volume() / 64 == pytest.approx(5.47**3 / 8)
+    fallback = liquid_state_point([], PRESETS["si"])
+    assert not fallback["matched"] and fallback["temperature_K"] == 2500.0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator as ASECalculator
-from physics_utils import triclinic_cell
+from physics_utils import triclinic_cell, write_mlearn_aimd_json
 
 from conftest import TINY
 
@@ -113,8 +113,15 @@ def test_diagnose_command_compares_runs(tmp_path, capsys):
     a = _run_dir(tmp_path / "a", {**TINY, "dtype": "float32"}, seed=0)
     b = _run_dir(tmp_path / "b", {**TINY, "dtype": "float32"}, seed=1)
     out = tmp_path / "diag"
-    assert main(["diagnose", str(a), str(b), "--labels", "base,other", "--system", "si", "--quick", "--out", str(out)]) == 0
+    data = tmp_path / "si_aimd.json"
+    write_mlearn_aimd_json(data, [(300, 5.43), (2530, 5.47), (2530, 5.47)])
+    assert main(["diagnose", str(a), str(b), "--labels", "base,other", "--system", "si", "--quick", "--out", str(out), "--data", str(data)]) == 0
     report = json.loads((out / "diagnostics.json").read_text())
+    # the liquid runs at the data's state point and is compared with the 2530 K frames only
+    assert report["liquid_state_point"]["temperature_K"] == 2530 and report["liquid_state_point"]["n_reference_frames"] == 2
+    for r in report["results"].values():
+        assert r["rdf"]["volume_per_atom_A3"] == pytest.approx(5.47**3 / 8)
+        assert r["rdf"]["vs_reference"]["reference"]["r_g_0.1"]["value"] is not None
     assert set(report["results"]) == {"base", "other"}
     for r in report["results"].values():
         assert set(r) >= {"repulsion", "phonons", "nve", "rdf"}

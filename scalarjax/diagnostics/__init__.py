@@ -8,7 +8,7 @@ a PNG/PDF without touching pyplot. phonopy and matplotlib are imported only when
 |---|---|
 | :mod:`~scalarjax.diagnostics.repulsion` | ``dimer_curve``, ``compression_curve``, ``softening_flags``, ``shortest_distance`` |
 | :mod:`~scalarjax.diagnostics.phonons` | ``phonons`` (phonopy), ``gamma_frequencies_fd`` (independent Γ check), Si Γ references |
-| :mod:`~scalarjax.diagnostics.rdf` | ``rdf``, ``first_peak`` |
+| :mod:`~scalarjax.diagnostics.rdf` | ``rdf``, ``first_peak``, ``onset``, ``liquid_structure`` (model vs AIMD at one state point) |
 """
 
 from .phonons import (
@@ -18,7 +18,7 @@ from .phonons import (
     phonons,
     plot_phonon_bands,
 )
-from .rdf import first_peak, plot_rdfs, rdf
+from .rdf import first_peak, liquid_structure, onset, plot_rdfs, rdf
 from .repulsion import (
     compression_curve,
     dimer_curve,
@@ -35,6 +35,8 @@ __all__ = [
     "dimer_curve",
     "first_peak",
     "gamma_frequencies_fd",
+    "liquid_structure",
+    "onset",
     "phonons",
     "plot_compression_curves",
     "plot_dimer_curves",

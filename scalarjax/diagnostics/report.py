@@ -8,8 +8,11 @@ For every run (a trained run directory) and one system preset:
   positions), the Γ frequencies and the optical one (diamond Si: compared with DFT-PBE and
   experiment);
 - **nve**: energy drift (meV/atom/ps) and fluctuation of an NVE run of a supercell;
-- **rdf**: g(r) of a hot cell from Langevin NVT, its first-peak position and closest approach,
-  compared with the g(r) of the data set's own AIMD frames when ``--data`` holds any.
+- **rdf**: g(r) of a hot cell from Langevin NVT at the data's own liquid state point (the AIMD
+  temperature nearest the preset's and the density of those frames, when ``--data`` has them),
+  compared with the AIMD frames of that temperature only: where g first reaches 0.1 and 0.5, the
+  first peak and the over-approach (neighbours per atom inside the reference's core edge), each
+  with a bootstrap interval over frames (:func:`scalarjax.diagnostics.liquid_structure`).
 
 Numbers go to ``diagnostics.json`` and plots (one per diagnostic, all runs overlaid) to PNGs in
 the output directory.
@@ -89,17 +92,68 @@ def crystal(p: SystemPreset, cubic: bool = True):
 
 def reference_frames(data_path: Optional[str], p: SystemPreset):
     """The data set's own configurations of the preset's element: all (for the shortest distance) and
-    its AIMD frames (reference g(r))."""
+    its AIMD frames (reference g(r)), each with its temperature in ``atoms.info["temperature_K"]``
+    where the data says it (mlearn: "... at 2530 K" in the item's description)."""
     if not data_path:
         return [], []
     from scalarjax.data.io import read_configurations
 
     configs = [c for c in read_configurations(data_path) if set(c.to_atoms().get_chemical_symbols()) == {p.symbol}]
-    aimd = [c.to_atoms() for c in configs if c.config_type in p.data_config_types and all(c.pbc)]
+    temperatures = _frame_temperatures(data_path)
+    aimd = []
+    for c in configs:
+        if c.config_type in p.data_config_types and all(c.pbc):
+            atoms = c.to_atoms()
+            t = temperatures.get(c.source)
+            if t is not None:
+                atoms.info["temperature_K"] = t
+            aimd.append(atoms)
     return [c.to_atoms() for c in configs], aimd
 
 
-def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0) -> dict:
+def _frame_temperatures(data_path: str) -> dict:
+    """``{source: temperature_K}`` from an mlearn JSON's descriptions; empty for other formats."""
+    import re
+
+    if not str(data_path).endswith(".json"):
+        return {}
+    with open(data_path) as f:
+        items = json.load(f)
+    out = {}
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        m = re.search(r"at\s+([0-9.]+)\s*K\b", str(item.get("description", "")) if isinstance(item, dict) else "")
+        if m:
+            out[f"{data_path}:{i}"] = float(m.group(1))
+    return out
+
+
+def liquid_state_point(aimd: list, p: SystemPreset) -> dict:
+    """The data's own liquid state point: the AIMD temperature nearest the preset's liquid one, the
+    mean volume per atom of those frames, and the frames themselves (the reference g(r)). Without
+    temperatures in the data: the preset's temperature and crystal density, and every AIMD frame
+    (flagged ``matched: false``)."""
+    temps = sorted({a.info["temperature_K"] for a in aimd if "temperature_K" in a.info})
+    if not temps:
+        return {"temperature_K": p.liquid_K, "volume_per_atom_A3": crystal(p).get_volume() / len(crystal(p)), "frames": aimd,
+                "matched": False, "available_K": []}
+    t = min(temps, key=lambda x: abs(x - p.liquid_K))
+    frames = [a for a in aimd if a.info.get("temperature_K") == t]
+    return {"temperature_K": t, "volume_per_atom_A3": float(np.mean([a.get_volume() / len(a) for a in frames])), "frames": frames,
+            "matched": True, "available_K": temps}
+
+
+def liquid_cell(p: SystemPreset, volume_per_atom: float):
+    """The preset's MD supercell scaled isotropically to ``volume_per_atom`` (Å³)."""
+    atoms = crystal(p).repeat(p.supercell_md)
+    scale = (volume_per_atom * len(atoms) / atoms.get_volume()) ** (1.0 / 3.0)
+    atoms.set_cell(atoms.cell * scale, scale_atoms=True)
+    return atoms
+
+
+def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0,
+                 state: Optional[dict] = None) -> dict:
+    """The chosen diagnostics of one calculator. ``state``: the liquid state point
+    (:func:`liquid_state_point`); default the preset's temperature at the crystal's density."""
     from scalarjax import diagnostics as dg
     from scalarjax.simulation import nve_drift, run_md
 
@@ -141,16 +195,23 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         timings["nve"] = time.perf_counter() - t
     if "rdf" in which:
         t = time.perf_counter()
-        atoms = crystal(p).repeat(p.supercell_md)
-        run_md(atoms, calc, "nvt", p.liquid_K, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
+        state = state or liquid_state_point([], p)
+        temperature = state["temperature_K"]
+        atoms = liquid_cell(p, state["volume_per_atom_A3"])
+        run_md(atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
         frames = []
         from scalarjax.simulation.md import make_integrator
 
-        dyn = make_integrator(atoms, "nvt", p.timestep_fs, p.liquid_K, 0.02, seed=seed + 1)
+        dyn = make_integrator(atoms, "nvt", p.timestep_fs, temperature, 0.02, seed=seed + 1)
         dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
         dyn.run(budget.rdf_sample_steps)
-        g = dg.rdf(frames, r_max=min(6.0, 0.49 * min(atoms.cell.lengths()) * 2))
-        out["rdf"] = {**g, "temperature_K": p.liquid_K, "n_frames": len(frames), "n_atoms": len(atoms)}
+        r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)
+        g = dg.rdf(frames, r_max=r_max)
+        out["rdf"] = {**g, "temperature_K": temperature, "volume_per_atom_A3": atoms.get_volume() / len(atoms),
+                      "state_point_matched": state["matched"], "n_frames": len(frames), "n_atoms": len(atoms)}
+        if state["frames"]:
+            liquid = dg.liquid_structure(frames, state["frames"], r_max=r_max, seed=seed)
+            out["rdf"]["vs_reference"] = {k: v for k, v in liquid.items() if k not in ("r",)}
         timings["rdf"] = time.perf_counter() - t
     out["seconds"] = timings
     return out
@@ -177,12 +238,14 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
     r_data_min = dg.shortest_distance(data_all) if data_all else None
     report = {"system": dataclasses.asdict(p), "budget": dataclasses.asdict(budget), "runs": dict(zip(labels, map(str, run_dirs))),
               "data": data, "r_data_min": r_data_min, "results": {}}
+    state = liquid_state_point(aimd, p)
+    report["liquid_state_point"] = {k: v for k, v in state.items() if k != "frames"} | {"n_reference_frames": len(state["frames"])}
     for label, calc in calcs.items():
-        report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed)
-    if "rdf" in which and aimd:
+        report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state)
+    if "rdf" in which and state["frames"]:
         first = next(iter(report["results"].values()))["rdf"]
-        report["data_rdf"] = {**dg.rdf(aimd, r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
-                              "n_frames": len(aimd)}
+        report["data_rdf"] = {**dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
+                              "n_frames": len(state["frames"]), "temperature_K": state["temperature_K"]}
     with open(out / "diagnostics.json", "w") as f:
         json.dump(_plain(report), f, indent=1)
     res = report["results"]
@@ -229,9 +292,16 @@ def summary_table(report: dict) -> str:
         if "nve" in r:
             cells.append(f"NVE drift {fmt(r['nve']['drift_meV_per_atom_per_ps'], '+.3f')} meV/atom/ps")
         if "rdf" in r:
-            cells.append(f"g(r) peak {fmt(r['rdf']['first_peak_r'])} Å, closest {fmt(r['rdf']['closest_approach'])} Å")
+            v = r["rdf"].get("vs_reference")
+            if v:
+                m, ref = v["model"], v["reference"]
+                cells.append(f"liquid {r['rdf']['temperature_K']:.0f} K: g=0.1 at {fmt(m['r_g_0.1']['value'])} Å (AIMD {fmt(ref['r_g_0.1']['value'])}), "
+                             f"peak {fmt(m['first_peak_r']['value'])} Å (AIMD {fmt(ref['first_peak_r']['value'])}), "
+                             f"over-approach {fmt(v['over_approach'], '+.3f')} neighbours/atom")
+            else:
+                cells.append(f"g(r) peak {fmt(r['rdf']['first_peak_r'])} Å at {r['rdf']['temperature_K']:.0f} K (no reference frames)")
         rows.append("  ".join(cells))
     if report.get("data_rdf"):
         d = report["data_rdf"]
-        rows.append(f"data AIMD g(r): peak {fmt(d['first_peak_r'])} Å, closest {fmt(d['closest_approach'])} Å ({d['n_frames']} frames)")
+        rows.append(f"data AIMD g(r) at {d.get('temperature_K', float('nan')):.0f} K: peak {fmt(d['first_peak_r'])} Å ({d['n_frames']} frames)")
     return "\n".join(rows)
