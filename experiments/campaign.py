@@ -96,11 +96,16 @@ def overrides(plan: dict, spec: RunSpec, extra_model: list[str] = ()) -> tuple[s
 
 
 def param_count(cfg, atomic_numbers) -> int:
-    from scalarjax.config import load_model_config
-    from scalarjax.potential import Potential
+    """Parameters of ``cfg.model`` for these elements, from shapes alone (``jax.eval_shape``: no compile)."""
+    import jax
+    import numpy as np
 
-    model = load_model_config(cfg.model, atomic_numbers=atomic_numbers)
-    return Potential(model).num_params()
+    from scalarjax.config import load_model_config
+    from scalarjax.model import build_model, dummy_inputs
+
+    model = build_model(load_model_config(cfg.model, atomic_numbers=atomic_numbers))
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), *dummy_inputs(model.config))
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 
 def match_width(plan: dict, spec: RunSpec) -> list[str]:
