@@ -90,8 +90,11 @@ def overrides(plan: dict, spec: RunSpec, extra_model: list[str] = ()) -> tuple[s
     ds = plan["datasets"][spec.dataset]
     variant = plan["variants"][spec.variant]
     sets = list(ds.get("set", [])) + list(plan["sizes"][spec.size]) + list(plan["protocol"])
+    transforms = variant.get("transforms_by_dataset", {}).get(spec.dataset, variant.get("transforms"))
+    if transforms is None:
+        raise KeyError(f"variants.{spec.variant}: no transforms for data set {spec.dataset!r}")
     sets += [f"training.max_epochs={spec.epochs}", f"training.seed={spec.seed}", f"output.run_dir={spec.run_dir}",
-             f"model.scalar_transforms={_flow(variant['transforms'])}"]
+             f"model.scalar_transforms={_flow(transforms)}"]
     return str(ROOT / ds["config"]), sets + list(extra_model)
 
 
