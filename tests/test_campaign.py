@@ -97,3 +97,18 @@ def test_report_statistics_on_known_inputs():
     assert out["same"]["best"]["F"]["paired"]["p"] == 1.0
     assert "p_holm" in f and "S" not in out["better"]["best"]
     assert "| better |" in report.markdown({"p": {"d/s": out}}, "F")
+
+
+def test_selection_over_the_run_scores_with_the_final_objective():
+    """select_over: run scores every epoch with the stage-two energy weight, so an early epoch with a
+    barely fitted energy cannot win on slightly better forces; stage_two keeps the first-stage weights."""
+    from scalarjax.training.config import TrainingConfig
+    from scalarjax.training.trainer import _score, selection_weights
+
+    early = {"all": {"energy_meV_per_atom": {"rmse": 350.0}, "forces_meV_per_A": {"rmse": 60.0}, "stress_meV_per_A3": {"rmse": None}}}
+    late = {"all": {"energy_meV_per_atom": {"rmse": 7.0}, "forces_meV_per_A": {"rmse": 62.0}, "stress_meV_per_A3": {"rmse": None}}}
+    tc = TrainingConfig(energy_weight=1.0, forces_weight=1000.0, stage_two_start=0.7, stage_two_energy_weight=1000.0, select_over="run")
+    w = selection_weights(tc)
+    assert w.energy == 1000.0 and _score(late, w) < _score(early, w)
+    old = selection_weights(TrainingConfig(energy_weight=1.0, forces_weight=1000.0, stage_two_start=0.7, select_over="stage_two"))
+    assert old.energy == 1.0 and _score(early, old) < _score(late, old)  # why "run" needs the final weights
