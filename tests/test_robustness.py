@@ -390,15 +390,20 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and "not a run directory" in out.err
 
 
-def test_corrupted_checkpoint_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("part", ["data", "metadata"])
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, part):
     from scalarjax.training.evaluate import load_run
 
     run = _run_dir(tmp_path / "run")
-    for p in (run / "best").rglob("*"):
-        if p.is_file() and p.stat().st_size > 0 and "manifest" not in p.name and p.suffix != ".json":
-            p.write_bytes(b"\0" * p.stat().st_size)
-    for p in (run / "best").rglob("*.json"):
-        p.write_text("{not json")
+    files = [p for p in (run / "best").rglob("*") if p.is_file()]
+    if part == "data":  # the array chunks only: tensorstore's DATA_LOSS
+        for p in files:
+            if p.parent.name == "d":
+                p.write_bytes(np.random.default_rng(0).bytes(p.stat().st_size))
+    else:
+        for p in files:
+            if p.name in ("_METADATA", "_CHECKPOINT_METADATA"):
+                p.write_text("{not json")
     with pytest.raises(RunDirError, match="damaged checkpoint"):
         load_run(run)
 

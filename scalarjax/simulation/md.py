@@ -120,20 +120,23 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
             p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
             v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
             log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
-        if progress:
-            print(f"\r  step {step}/{steps}  T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV", end="", file=sys.stderr, flush=True)
+        if step:
+            pbar.update(log_interval)
+        pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
 
     def write_frame():
         ase.io.write(trajectory, atoms, format="extxyz", append=True)
 
+    from scalarjax.progress import bar
+
+    pbar = bar(None, steps, f"MD {ensemble}", progress, unit="step")
     dyn.attach(observe, interval=log_interval)
     if trajectory:
         dyn.attach(write_frame, interval=traj_interval)
     t0 = time.perf_counter()
     dyn.run(steps)
     seconds = time.perf_counter() - t0
-    if progress:
-        print(file=sys.stderr)
+    pbar.close()
     if log_file:
         log_file.close()
     n = len(atoms)

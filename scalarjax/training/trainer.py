@@ -35,6 +35,7 @@ from scalarjax.config import load_model_config
 from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
+from scalarjax.progress import bar
 from scalarjax.training.config import RunConfig, to_dict, validate_run_config
 from scalarjax.training import plots
 from scalarjax.training.loss import LossWeights
@@ -129,7 +130,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     tc = cfg.training
     if tc.select_over not in SELECT_OVER:
         raise InputError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
-    progress = sys.stdout.isatty() if progress is None else progress
+    progress = sys.stderr.isatty() if progress is None else progress
     validate_run_config(cfg)
     run_dir = pathlib.Path(cfg.output.run_dir)
     train_set, valid_set, test_set = read_split(cfg)
@@ -183,14 +184,11 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
         collected = []
-        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)):
+        epoch_batches = batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)
+        for batch in bar(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}/{tc.max_epochs}", progress, unit="step"):
             state, m = step_fn(state, batch, ew)
             collected.append(m)
-            if progress and (i + 1) % max(1, steps_per_epoch // 10) == 0:
-                print(f"\r  epoch {epoch + 1}: {i + 1}/{steps_per_epoch} steps", end="", flush=True)
         collected = jax.device_get(collected)  # one host transfer per epoch
-        if progress:
-            print("\r", end="")
         skipped = int(sum(int(m["skipped"]) for m in collected))
         finite = [m for m in collected if not m["skipped"]]
         train_loss = float(np.mean([m["loss"] for m in finite])) if finite else float("nan")
