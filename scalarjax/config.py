@@ -203,7 +203,12 @@ def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
         import yaml
 
         with open(config) as f:
-            loaded = yaml.safe_load(f) or {}
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise InputError(f"{config}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigTypeError(f"{config}: expected a mapping of model settings, got {type(loaded).__name__}")
         base = dict(loaded.get("model", loaded))
     else:
         raise TypeError(f"config must be None, a ModelConfig, a dict or a YAML path, not {type(config).__name__}")

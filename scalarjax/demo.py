@@ -60,7 +60,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300, help="configurations to generate")
     ap.add_argument("--n-test", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md-steps", type=int, default=200)
     ap.add_argument("--out", default="runs/demo")
@@ -88,7 +88,7 @@ def main(argv=None):
 
     raw = {
         "model": dict(DEMO_MODEL),
-        "data": {"train": str(out / "data" / "train.xyz"), "test": str(out / "data" / "test.xyz"), "valid_fraction": 0.1, "batch_size": 4},
+        "data": {"train": str(out / "data" / "train.xyz"), "test": str(out / "data" / "test.xyz"), "valid_fraction": 0.1, "batch_size": 2},
         "training": {"max_epochs": args.epochs, "seed": args.seed, **DEMO_TRAINING},
         "output": {"run_dir": str(out / "run"), "keep_checkpoints": 1},
     }

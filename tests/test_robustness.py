@@ -235,10 +235,23 @@ def test_run_dir_reuse_resumes_or_refuses_before_writing(tmp_path):
 
     assert all(np.allclose(x, y, atol=1e-9) for x, y in zip(jax.tree.leaves(a_), jax.tree.leaves(b_)))
 
-    # a run without a fingerprint (older scalarjax, or foreign) is not resumed blindly
+    # a run without a fingerprint (older scalarjax, or foreign) is not resumed blindly: only when its
+    # config.yaml has the same model, data files and split settings (with a warning)
+    import dataclasses
+
+    from scalarjax.training.run_dir import decide_resume, fingerprint
+
     (run / "fingerprint.json").rename(run / "fp.bak")
-    with pytest.raises(RunDirError, match="without fingerprint"):
-        train(_cfg(data, run, max_epochs=3), progress=False)
+    with pytest.raises(RunDirError, match=r"without fingerprint\.json \(changed: model\.r_max"):
+        train(_cfg(data, run, {"r_max": 3.0}), progress=False)
+    with pytest.raises(RunDirError, match=r"without fingerprint\.json \(changed: data\.train"):
+        train(_cfg(other, run), progress=False)
+    from scalarjax.training.trainer import model_with_statistics, read_split
+
+    same_cfg = _cfg(data, run)
+    same_cfg = dataclasses.replace(same_cfg, model=model_with_statistics(same_cfg, read_split(same_cfg)[0])[0])
+    with pytest.warns(UserWarning, match="without fingerprint"):
+        assert decide_resume(run, fingerprint(same_cfg), dataclasses.asdict(same_cfg.data)) is True
     (run / "fp.bak").rename(run / "fingerprint.json")
 
     # 8: a hand-edited config.yaml (r_max; elements) is refused when the run is loaded
@@ -419,3 +432,9 @@ def test_duplicates_and_undetermined_e0s_warn(tmp_path):
         compute_e0s(mols, (1, 6))
     with pytest.warns(UserWarning, match=r"1 validation configuration\(s\) also in the training set, e\.g\. m:2 = m:2"):
         assert warn_duplicates(mols[:3], mols[2:], "validation") == 1
+
+
+def test_broken_yaml_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("training: {lr: [\n")
+    code, out = _cli(["train", tmp_path / "c.yaml"], capsys)
+    assert code == 2 and "c.yaml: not valid YAML" in out.err and len(out.err.strip().splitlines()) == 1, out.err

@@ -132,7 +132,12 @@ def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: 
         raw = {}
         if path:
             with open(path) as f:
-                raw = yaml.safe_load(f) or {}
+                try:
+                    raw = yaml.safe_load(f) or {}
+                except yaml.YAMLError as err:
+                    raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+            if not isinstance(raw, dict):
+                raise ConfigTypeError(f"{path}: expected a mapping of sections (model, data, training, output), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigKeyError(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")

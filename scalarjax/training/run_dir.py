@@ -98,9 +98,32 @@ def has_checkpoint(run_dir) -> bool:
     return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
 
 
-def decide_resume(run_dir, fp: dict) -> bool:
+def _legacy_changes(run_dir: pathlib.Path, fp: dict, data_section: Optional[dict]) -> Optional[list]:
+    """A run from before fingerprints: what differs between its ``config.yaml`` (model; data paths and
+    split settings) and this configuration; ``None`` when it has no readable config.yaml."""
+    import yaml
+
+    try:
+        old = yaml.safe_load((run_dir / "config.yaml").read_text())
+        old_model, old_data = old["model"], old["data"]
+    except Exception:
+        return None
+    changed = _changes(old_model, fp["model"], "model")
+    if data_section is not None:
+        keys = ("train", "valid", "test", *DATA_KEYS)
+        changed += _changes({k: old_data.get(k) for k in keys}, {k: data_section.get(k) for k in keys}, "data")
+    return changed
+
+
+def decide_resume(run_dir, fp: dict, data_section: Optional[dict] = None) -> bool:
     """``True``: resume from ``checkpoints/``; ``False``: a fresh run. Raises :class:`RunDirError` when
-    the directory holds another run. Writes nothing."""
+    the directory holds another run. Writes nothing.
+
+    A run from before fingerprints (``config.yaml`` but no ``fingerprint.json``) is resumed, with a
+    warning, only when its config.yaml has the same model and the same data paths and split settings
+    (``data_section``: this configuration's ``data`` as a dict); its files' contents cannot be checked."""
+    import warnings
+
     run_dir = pathlib.Path(run_dir)
     if not run_dir.exists():
         return False
@@ -111,10 +134,16 @@ def decide_resume(run_dir, fp: dict) -> bool:
     stored = read_fingerprint(run_dir)
     if stored is None:
         present = [n for n in RUN_FILES if (run_dir / n).exists()]
-        if present:
-            raise RunDirError(f"{run_dir} holds a run without {FINGERPRINT} ({', '.join(present)}): cannot tell whether it "
-                              f"used this model and data; {how_to_start_fresh(run_dir)}")
-        return False
+        if not present:
+            return False
+        changed = _legacy_changes(run_dir, fp, data_section)
+        if changed == [] and has_checkpoint(run_dir):
+            warnings.warn(f"{run_dir}: a run without {FINGERPRINT} (older scalarjax); resuming it because its config.yaml has this "
+                          f"model and these data files and split settings (their contents cannot be checked)")
+            return True
+        detail = f"changed: {'; '.join(changed)}" if changed else "no readable config.yaml or no checkpoint"
+        raise RunDirError(f"{run_dir} holds a run without {FINGERPRINT} ({detail}): cannot tell whether it used this model "
+                          f"and data; {how_to_start_fresh(run_dir)}")
     changed = _changes(stored["model"], fp["model"], "model") + _changes(stored["data"], fp["data"], "data")
     if changed:
         raise RunDirError(f"{run_dir} holds a run of another model or data ({'; '.join(changed)}); {how_to_start_fresh(run_dir)}")

@@ -138,7 +138,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     cfg = dataclasses.replace(cfg, model=model_cfg)
     # Decide fresh / resume / refuse before anything in the run directory is written.
     fp = fingerprint(cfg)
-    resume = decide_resume(run_dir, fp)
+    resume = decide_resume(run_dir, fp, dataclasses.asdict(cfg.data))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     stats.update(n_train=len(train_set), n_valid=len(valid_set), n_test=len(test_set))
