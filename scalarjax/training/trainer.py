@@ -11,6 +11,11 @@ Run directory layout::
                              "last_ema" the same for the EMA parameters at the end of the run
 RUN_DIR/structure_errors.json  per-structure errors (best and last EMA) on valid and test
     RUN_DIR/learning_curve.png, parity_valid.png, parity_test.png
+    RUN_DIR/fingerprint.json     model (with statistics) and data (file SHA-256, split settings) the
+                                 parameters belong to: decides resume / refuse (training/run_dir.py)
+
+Every file is written under a temporary name and renamed (best/ by two renames), so a run killed
+at any moment can be loaded and resumed.
 """
 
 from __future__ import annotations
@@ -28,11 +33,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import yaml
 
-from scalarjax.errors import InputError
-from scalarjax.errors import UserError
-from scalarjax.fileio import atomic_path, recover_dir, write_json, write_text
 from scalarjax.config import load_model_config
 from scalarjax.data.io import LabelKeys, read_configurations
+from scalarjax.errors import InputError, UserError
+from scalarjax.fileio import atomic_path, recover_dir, write_json, write_text
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
 from scalarjax.progress import bar
