@@ -18,6 +18,7 @@ from ase.data import atomic_numbers as ASE_NUMBERS
 
 from scalarjax.config import ModelConfig, load_model_config
 from scalarjax.data.configuration import Configuration, full_to_voigt
+from scalarjax.errors import InputError
 from scalarjax.graph.batch import PadSize, batch_graphs, bucket_size, configuration_to_graph
 from scalarjax.potential import Potential
 
@@ -29,15 +30,20 @@ SKIN = 0.5  # Å: edges are allocated for the pairs within r_max + SKIN (a neigh
 # edges against 1792 real ones (2560 with 0.5 Å); a system that outgrows it recompiles once.
 
 
-def _atomic_numbers(species: Sequence[Any]) -> tuple[int, ...]:
+def _atomic_numbers(species: Any) -> tuple[int, ...]:
+    """Symbols or atomic numbers → atomic numbers; one symbol (``"Si"``) is one element, not 'S', 'i'."""
+    if isinstance(species, (str, int, np.integer)):
+        species = [species]
     out = []
     for s in species:
         if isinstance(s, str):
-            if s not in ASE_NUMBERS:
-                raise ValueError(f"unknown element symbol {s!r}")
+            if s not in ASE_NUMBERS or ASE_NUMBERS[s] == 0:
+                raise InputError(f"species: unknown element symbol {s!r}")
             out.append(ASE_NUMBERS[s])
-        else:
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 1 <= int(s) <= 118:
             out.append(int(s))
+        else:
+            raise InputError(f"species: {s!r} is neither an element symbol nor an atomic number (an integer in 1..118)")
     return tuple(out)
 
 
@@ -55,9 +61,11 @@ class Calculator(ASECalculator):
         ``species``: element symbols or atomic numbers the model knows (added to the config's)."""
         cfg = load_model_config(config)
         zs = tuple(sorted(set(cfg.atomic_numbers) | set(_atomic_numbers(species))))
+        if not zs:
+            raise InputError("species: empty, and the config names no atomic_numbers; give the model's elements, e.g. species=['Si']")
         if zs != cfg.atomic_numbers:
             if cfg.atomic_energies:
-                raise ValueError("species= adds elements to a config that already fixes atomic_energies")
+                raise InputError("species= adds elements to a config that already fixes atomic_energies")
             cfg = load_model_config(cfg, atomic_numbers=zs)
         return cls(Potential(cfg, seed=seed), **kwargs)
 
@@ -92,9 +100,17 @@ class Calculator(ASECalculator):
         graph = configuration_to_graph(config, self.potential.elements, self.config.r_max)
         size = self._pad_size(int(graph.n_node[0]), int(graph.n_edge[0]), config)
         periodic = bool(np.any(self.atoms.pbc))
+        if periodic and config.volume < 1e-9:
+            # e.g. pbc (T, T, F) with a zero third cell vector: the stress (1/V) ∂E/∂ε has no V.
+            if "stress" in properties:
+                raise InputError(f"stress is undefined for a cell without volume (pbc {list(config.pbc)}, cell "
+                                 f"{config.cell.tolist()}); give every direction a cell vector (vacuum along non-periodic ones)")
+            periodic = False
         out = jax.device_get(self.potential(batch_graphs([graph], size), compute_stress=periodic))
         n = config.n_atoms
         energy = float(out["energy"][0])
+        if not (np.isfinite(energy) and np.isfinite(out["forces"][:n]).all()):
+            raise FloatingPointError(f"the model returned a non-finite energy or forces ({energy}) for finite positions")
         self.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(out["forces"][:n], np.float64)}
         if periodic:
             self.results["stress"] = full_to_voigt(np.asarray(out["stress"][0], np.float64))

@@ -19,7 +19,66 @@ import json
 import sys
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Run one command. A user error (:class:`scalarjax.errors.UserError`, a missing or unreadable
+    file) prints one line ``scalarjax: error: ...`` and returns 2; anything else is a bug and keeps
+    its traceback."""
+    from scalarjax.errors import UserError
+
+    try:
+        return _main(argv)
+    except UserError as err:
+        print(f"scalarjax: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        print(f"scalarjax: error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scalarjax: interrupted", file=sys.stderr)
+        return 130
+
+
+def _read_structure(path, index):
+    """First/last frame of ``path`` with the file named in any error."""
+    import ase.io
+
+    from scalarjax.errors import InputError
+
+    try:
+        return ase.io.read(path, index)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:
+        raise InputError(f"{path}: cannot read a structure ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+
+
+def _output_dir(run_dir, out, name, overwrite, files):
+    """Where md writes: ``--out`` as given (refused if it holds outputs, unless ``--overwrite``), or
+    ``RUN_DIR/md`` numbered ``md-2``, ``md-3``... so a previous run's outputs are kept; never a
+    symlink leading out of the run directory."""
+    import os
+    import pathlib
+
+    from scalarjax.errors import InputError
+    from scalarjax.fileio import check_inside, fresh_name
+
+    holds = lambda d: any(os.path.lexists(pathlib.Path(d) / f) for f in files)
+    if out:
+        out = pathlib.Path(out)
+        if holds(out) and not overwrite:
+            raise InputError(f"{out} already holds {', '.join(f for f in files if os.path.lexists(out / f))}; "
+                             f"choose another --out or pass --overwrite")
+        return out
+    run_dir = pathlib.Path(run_dir)
+    default = run_dir / name
+    chosen = default if overwrite else fresh_name(default, lambda d: os.path.lexists(d) and (holds(d) or not os.path.isdir(d)))
+    check_inside(run_dir, chosen, "md outputs")
+    if chosen != default:
+        print(f"{default} holds a previous run's outputs; writing to {chosen}")
+    return chosen
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="scalarjax")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model from a YAML run configuration")
@@ -48,7 +107,8 @@ def main(argv=None):
     m.add_argument("--traj-interval", type=int, default=100)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
-    m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md)")
+    m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md, numbered md-2, ... if taken)")
+    m.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in the output directory")
     r = sub.add_parser("relax", help="relax positions (and the cell with --cell) with a trained model")
     r.add_argument("run_dir")
     r.add_argument("--structure", required=True)
@@ -58,7 +118,8 @@ def main(argv=None):
     r.add_argument("--steps", type=int, default=500)
     r.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
     r.add_argument("--dtype", choices=("float32", "float64"), default=None)
-    r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz)")
+    r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz, numbered relaxed-2.xyz, ... if taken)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     d = sub.add_parser("diagnose", help="short-range repulsion, phonons, NVE drift, liquid g(r); several runs are overlaid")
     d.add_argument("run_dirs", nargs="+")
     d.add_argument("--system", default="auto", help="si | ag | li | auto (from the run's elements)")
@@ -85,8 +146,9 @@ def main(argv=None):
         metrics = evaluate_run(args.run_dir, args.data, args.batch_size, parity_png)
         print(format_table(metrics))
         if args.out:
-            with open(args.out, "w") as f:
-                json.dump(metrics, f, indent=1)
+            from scalarjax.fileio import write_json
+
+            write_json(args.out, metrics)
     elif args.command == "flops":
         import yaml
 
@@ -96,15 +158,15 @@ def main(argv=None):
         overrides = {}
         for item in args.set:
             if "=" not in item:
-                raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+                from scalarjax.errors import InputError
+
+                raise InputError(f"--set {item!r}: expected KEY=VALUE")
             key, value = item.split("=", 1)
             overrides[key.strip().removeprefix("model.")] = yaml.safe_load(value)
         config = load_model_config(args.config, **overrides)
         atoms = None
         if args.structure:
-            import ase.io
-
-            atoms = ase.io.read(args.structure, 0)
+            atoms = _read_structure(args.structure, 0)
         report = flops_report(config, atoms, args.structure)
         print(json.dumps(report, indent=1) if args.json else format_report(report))
     elif args.command == "diagnose":
@@ -123,36 +185,56 @@ def main(argv=None):
         print(summary_table(report))
         print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
     elif args.command in ("md", "relax"):
+        import os
         import pathlib
 
         import ase.io
 
+        from scalarjax.errors import InputError
+        from scalarjax.fileio import atomic_path, check_inside, fresh_name, write_json
+
+        if args.command == "md":  # settings first: a typo should not cost a model load
+            from scalarjax.simulation.md import check_md_settings
+
+            check_md_settings(args.steps, args.timestep, args.temperature, args.log_interval, args.traj_interval, args.friction)
+        elif not (args.fmax > 0 and args.steps >= 1):
+            raise InputError(f"relax --fmax {args.fmax} --steps {args.steps}: need a positive force and at least one step")
         if args.dtype == "float64":
             import jax
 
             jax.config.update("jax_enable_x64", True)
         from scalarjax.calculator import Calculator
 
+        atoms = _read_structure(args.structure, -1)
         calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
-        atoms = ase.io.read(args.structure, -1)
         if args.command == "md":
             from scalarjax.simulation import run_md
 
-            out = pathlib.Path(args.out or pathlib.Path(args.run_dir) / "md")
+            files = ("trajectory.xyz", "md.log", "summary.json")
+            out = _output_dir(args.run_dir, args.out, "md", args.overwrite, files)
             out.mkdir(parents=True, exist_ok=True)
             summary = run_md(atoms, calc, args.ensemble, args.temperature, args.timestep, args.steps, args.pressure, args.friction,
                              args.log_interval, args.traj_interval, out / "trajectory.xyz", out / "md.log", args.seed)
             summary.pop("rows")
-            with open(out / "summary.json", "w") as f:
-                json.dump(summary, f, indent=1)
+            write_json(out / "summary.json", summary)
             print(json.dumps(summary, indent=1))
             print(f"trajectory, log and summary in {out}")
         else:
             from scalarjax.simulation import relax
 
             summary = relax(atoms, calc, args.fmax, args.steps, args.cell, args.pressure, args.optimizer)
-            out = pathlib.Path(args.out or pathlib.Path(args.run_dir) / "relaxed.xyz")
-            ase.io.write(out, atoms, format="extxyz")
+            if args.out:
+                out = pathlib.Path(args.out)
+                if os.path.lexists(out) and not args.overwrite:
+                    raise InputError(f"{out} exists; choose another --out or pass --overwrite")
+            else:
+                default = pathlib.Path(args.run_dir) / "relaxed.xyz"
+                out = default if args.overwrite else fresh_name(default)
+                check_inside(args.run_dir, out.parent, "relaxed structure")
+                if out != default:
+                    print(f"{default} exists; writing to {out}")
+            with atomic_path(out) as tmp:  # replaces a symlink, never writes through it
+                ase.io.write(tmp, atoms, format="extxyz")
             print(json.dumps(summary, indent=1))
             print(f"relaxed structure in {out}")
             if not summary["converged"]:

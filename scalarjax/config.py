@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 
 import jax
 
+from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 DTYPES = ("float32", "float64")
 BACKBONES = ("mace", "nequip")
 
@@ -72,40 +73,49 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
-            raise ValueError(f"model.backbone: unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+            raise InputError(f"model.backbone: unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype: {self.dtype!r} is not one of {DTYPES}")
+            raise InputError(f"model.dtype: {self.dtype!r} is not one of {DTYPES}")
         own = BACKBONE_DEFAULTS[self.backbone]
         for other, defaults in BACKBONE_DEFAULTS.items():
             for key in defaults:
                 if key in own or key in SHARED_WITH_DEFAULTS:
                     continue
                 if getattr(self, key) is not None:
-                    raise ValueError(f"model.{key}: a {other} setting, but model.backbone is {self.backbone!r}")
+                    raise InputError(f"model.{key}: a {other} setting, but model.backbone is {self.backbone!r}")
         for key, value in own.items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-        if self.r_max <= 0 or self.num_bessel < 1:
-            raise ValueError("model: r_max and num_bessel must be positive")
+        if not self.r_max > 0 or self.num_bessel < 1:
+            raise InputError(f"model: r_max ({self.r_max}) and num_bessel ({self.num_bessel}) must be positive")
+        if not self.avg_num_neighbors > 0:
+            raise InputError(f"model.avg_num_neighbors: {self.avg_num_neighbors!r} must be positive (it divides the messages)")
+        if not self.scale > 0:
+            raise InputError(f"model.scale: {self.scale!r} must be positive")
         if self.backbone == "mace":
             if not 1 <= self.correlation <= 4:
-                raise ValueError(f"model.correlation: {self.correlation} is outside 1..4")
+                raise InputError(f"model.correlation: {self.correlation} is outside 1..4")
             if self.num_interactions < 1 or self.max_ell < 0:
-                raise ValueError("model: num_interactions must be positive and max_ell ≥ 0")
+                raise InputError("model: num_interactions must be positive and max_ell ≥ 0")
+            for key in ("hidden_irreps", "mlp_irreps"):
+                _check_scalars(getattr(self, key), f"model.{key}")
         else:
             if self.num_layers < 1 or self.l_max < 0 or self.num_features < 1:
-                raise ValueError("model: num_layers and num_features must be positive and l_max ≥ 0")
+                raise InputError("model: num_layers and num_features must be positive and l_max ≥ 0")
         object.__setattr__(self, "radial_mlp", tuple(int(w) for w in self.radial_mlp))
         from scalarjax.scalar import transform_from_dict
 
         if not isinstance(self.scalar_transforms, (list, tuple)):
-            raise TypeError(f"model.scalar_transforms: expected a list, got {self.scalar_transforms!r}")
+            raise ConfigTypeError(f"model.scalar_transforms: expected a list, got {self.scalar_transforms!r}")
         object.__setattr__(self, "scalar_transforms", tuple(
             transform_from_dict(t, f"model.scalar_transforms[{i}]") for i, t in enumerate(self.scalar_transforms)))
+        for z in self.atomic_numbers:
+            if isinstance(z, bool) or not float(z).is_integer() or not 1 <= int(z) <= 118:
+                raise InputError(f"model.atomic_numbers: {z!r} is not an atomic number (an integer in 1..118)")
         object.__setattr__(self, "atomic_numbers", tuple(sorted(int(z) for z in self.atomic_numbers)))
         object.__setattr__(self, "atomic_energies", tuple(float(e) for e in self.atomic_energies))
         if self.atomic_energies and len(self.atomic_energies) != len(self.atomic_numbers):
-            raise ValueError("model.atomic_energies: need one E0 per element of atomic_numbers")
+            raise InputError("model.atomic_energies: need one E0 per element of atomic_numbers")
 
     def to_dict(self) -> dict:
         """Plain data (YAML/JSON-able); transforms as ``{kind: ..., ...}`` mappings."""
@@ -121,10 +131,22 @@ class ModelConfig:
     def check_dtype(self) -> None:
         """float64 needs ``jax_enable_x64``: the library never flips that global flag itself."""
         if self.dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError(
+            raise InputError(
                 "dtype float64 requested but JAX's x64 mode is off; enable it before using scalarjax "
                 "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1)"
             )
+
+
+def _check_scalars(irreps: str, key: str) -> None:
+    """The readouts act on the ℓ=0 even channels: irreps without ``0e`` cannot give an energy."""
+    import e3nn_jax as e3nn
+
+    try:
+        parsed = e3nn.Irreps(irreps)
+    except Exception as err:  # e3nn raises ValueError/AssertionError for bad strings
+        raise InputError(f"{key}: {irreps!r} is not an irreps string ({err})") from None
+    if parsed.count("0e") == 0:
+        raise InputError(f"{key}: {irreps!r} has no scalar (0e) channels; the energy readout needs some, e.g. '32x0e+32x1o'")
 
 
 def _coerce(value: Any, typ: Any, path: str) -> Any:
@@ -134,24 +156,24 @@ def _coerce(value: Any, typ: Any, path: str) -> Any:
         return None if value is None else _coerce(value, args[0], path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{path}: expected a list, got {value!r}")
+            raise ConfigTypeError(f"{path}: expected a list, got {value!r}")
         (inner, *_) = typing.get_args(typ)
         return tuple(_coerce(v, inner, f"{path}[{i}]") for i, v in enumerate(value))
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{path}: expected a number, got {value!r}")
+            raise ConfigTypeError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigTypeError(f"{path}: expected an integer, got {value!r}")
         return value
     if typ is bool:
         if not isinstance(value, bool):
-            raise TypeError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigTypeError(f"{path}: expected true or false, got {value!r}")
         return value
     if typ is str:
         if not isinstance(value, str):
-            raise TypeError(f"{path}: expected a string, got {value!r}")
+            raise ConfigTypeError(f"{path}: expected a string, got {value!r}")
         return value
     return value
 
@@ -162,7 +184,7 @@ def from_dict(cls, data: Mapping[str, Any], path: str = "model"):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise KeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
+        raise ConfigKeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
     return cls(**{k: _coerce(v, hints[k], f"{path}.{k}") for k, v in data.items()})
 
 
@@ -181,7 +203,12 @@ def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
         import yaml
 
         with open(config) as f:
-            loaded = yaml.safe_load(f) or {}
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise InputError(f"{config}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigTypeError(f"{config}: expected a mapping of model settings, got {type(loaded).__name__}")
         base = dict(loaded.get("model", loaded))
     else:
         raise TypeError(f"config must be None, a ModelConfig, a dict or a YAML path, not {type(config).__name__}")

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from scalarjax.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Configuration:
@@ -50,11 +52,20 @@ class Configuration:
         n = species.shape[0]
         positions = np.asarray(self.positions, dtype=np.float64)
         if positions.shape != (n, 3):
-            raise ValueError(f"{self.source or 'configuration'}: positions have shape {positions.shape}, expected ({n}, 3)")
+            raise InputError(f"{self.source or 'configuration'}: positions have shape {positions.shape}, expected ({n}, 3)")
         cell = np.asarray(self.cell, dtype=np.float64)
         if cell.shape != (3, 3):
-            raise ValueError(f"{self.source or 'configuration'}: cell has shape {cell.shape}, expected (3, 3)")
+            raise InputError(f"{self.source or 'configuration'}: cell has shape {cell.shape}, expected (3, 3)")
         pbc = tuple(bool(p) for p in np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,)))
+        where = self.source or "configuration"
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        if bad.size:  # NaN/inf positions give E = F = 0 downstream and stall the neighbour search
+            raise InputError(f"{where}: non-finite position(s) of atom(s) {bad[:5].tolist()}{' ...' if bad.size > 5 else ''}")
+        if not np.isfinite(cell).all():
+            raise InputError(f"{where}: non-finite cell {cell.tolist()}")
+        if n and (species.min() < 1 or species.max() > 118):
+            z = int(species[(species < 1) | (species > 118)][0])
+            raise InputError(f"{where}: {z} is not an atomic number (1..118)")
         object.__setattr__(self, "species", species)
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "cell", cell)
@@ -64,14 +75,14 @@ class Configuration:
         if self.forces is not None:
             forces = np.asarray(self.forces, dtype=np.float64)
             if forces.shape != (n, 3):
-                raise ValueError(f"{self.source or 'configuration'}: forces have shape {forces.shape}, expected ({n}, 3)")
+                raise InputError(f"{self.source or 'configuration'}: forces have shape {forces.shape}, expected ({n}, 3)")
             object.__setattr__(self, "forces", forces)
         if self.stress is not None:
             stress = np.asarray(self.stress, dtype=np.float64)
             if stress.shape == (3, 3):
                 stress = full_to_voigt(stress)
             if stress.shape != (6,):
-                raise ValueError(f"{self.source or 'configuration'}: stress has shape {stress.shape}, expected (6,) or (3, 3)")
+                raise InputError(f"{self.source or 'configuration'}: stress has shape {stress.shape}, expected (6,) or (3, 3)")
             object.__setattr__(self, "stress", stress)
 
     @property

@@ -18,6 +18,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from ase import units
 
+from scalarjax.errors import InputError
+
 from .configuration import Configuration, full_to_voigt
 
 PathLike = Union[str, os.PathLike]
@@ -61,7 +63,7 @@ class LabelKeys:
     def __post_init__(self):
         unknown = set(self.required) - set(LABELS)
         if unknown:
-            raise ValueError(f"LabelKeys.required: unknown labels {sorted(unknown)}, expected a subset of {LABELS}")
+            raise InputError(f"LabelKeys.required: unknown labels {sorted(unknown)}, expected a subset of {LABELS}")
 
 
 def _lookup(atoms, key: str) -> Any:
@@ -78,20 +80,26 @@ def _lookup(atoms, key: str) -> Any:
 def _energy(value: Any, where: str) -> Optional[float]:
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{where}: energy must be one finite number, got {value!r}") from None
     if arr.size != 1 or not np.isfinite(arr).all():
-        raise ValueError(f"{where}: energy must be one finite number, got {value!r}")
+        raise InputError(f"{where}: energy must be one finite number, got {value!r}")
     return float(arr.reshape(()))
 
 
 def _forces(value: Any, n_atoms: int, where: str) -> Optional[np.ndarray]:
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{where}: forces are not numbers") from None
     if arr.shape != (n_atoms, 3):
-        raise ValueError(f"{where}: forces have shape {arr.shape}, expected ({n_atoms}, 3)")
+        raise InputError(f"{where}: forces have shape {arr.shape}, expected ({n_atoms}, 3)")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{where}: forces contain non-finite values")
+        raise InputError(f"{where}: forces contain non-finite values")
     return arr
 
 
@@ -99,23 +107,26 @@ def _tensor(value: Any, name: str, where: str) -> Optional[np.ndarray]:
     """6 (ASE Voigt), 9 or 3x3 numbers -> ``[6]`` Voigt (xx, yy, zz, yz, xz, xy)."""
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{where}: {name} is not numbers: {value!r}") from None
     if arr.shape == (6,):
         voigt = arr
     elif arr.shape in ((9,), (3, 3)):
         full = arr.reshape(3, 3)
         voigt = full_to_voigt(0.5 * (full + full.T))
     else:
-        raise ValueError(f"{where}: {name} has shape {arr.shape}, expected (6,), (9,) or (3, 3)")
+        raise InputError(f"{where}: {name} has shape {arr.shape}, expected (6,), (9,) or (3, 3)")
     if not np.isfinite(voigt).all():
-        raise ValueError(f"{where}: {name} contains non-finite values")
+        raise InputError(f"{where}: {name} contains non-finite values")
     return voigt
 
 
 def _check_required(labels: dict, required: Sequence[str], where: str) -> None:
     missing = [k for k in required if labels.get(k) is None]
     if missing:
-        raise ValueError(f"{where}: missing required label(s) {missing}")
+        raise InputError(f"{where}: missing required label(s) {missing}")
 
 
 def _frame_numbers(index: Union[int, str, slice], count: int) -> list[int]:
@@ -149,10 +160,13 @@ def read_ase(
     """
     import ase.io
 
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
     try:
         frames = ase.io.read(str(path), index=index, format=format)
-    except (ValueError, KeyError, IndexError) as err:  # ase's parse errors do not name the file
-        raise ValueError(f"{path}: ase.io.read failed: {err}") from err
+    except Exception as err:  # ase's parse errors (many types: truncated, random bytes) do not name the file
+        msg = str(err).splitlines()[0][:200] if str(err) else ""
+        raise InputError(f"{path}: cannot read it as {format or 'a structure file'} ({type(err).__name__}: {msg})") from err
     if not isinstance(frames, list):
         frames = [frames]
     configs = []
@@ -168,10 +182,13 @@ def read_ase(
             if virial is not None:
                 volume = abs(atoms.get_volume()) if atoms.cell.rank == 3 else 0.0
                 if volume <= 0.0:
-                    raise ValueError(f"{where}: virial given but the cell has no volume")
+                    raise InputError(f"{where}: virial given but the cell has no volume")
                 labels["stress"] = -virial / volume
         _check_required(labels, keys.required, where)
-        weights = {field: float(atoms.info[k]) for k, field in WEIGHT_KEYS.items() if k in atoms.info}
+        try:
+            weights = {field: float(atoms.info[k]) for k, field in WEIGHT_KEYS.items() if k in atoms.info}
+        except (ValueError, TypeError):
+            raise InputError(f"{where}: a config_*weight in the comment line is not a number") from None
         config_type = str(atoms.info.get(config_type_key, "Default"))
         configs.append(
             Configuration.from_atoms(atoms, **labels, **weights, config_type=config_type, source=f"{path}:{frame}")
@@ -186,16 +203,20 @@ def read_rmd17_npz(path: PathLike, config_type: str = "Default") -> list[Configu
     (kcal/mol) and ``forces`` ``[T, n, 3]`` (kcal/mol/Å), converted to eV and eV/Å with
     ``units.kcal / units.mol`` (≈ 0.0433641 eV per kcal/mol).
     """
-    with np.load(str(path)) as npz:
+    try:
+        npz_file = np.load(str(path))
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{path}: not a readable .npz ({err})") from None
+    with npz_file as npz:
         missing = [k for k in ("nuclear_charges", "coords", "energies", "forces") if k not in npz.files]
         if missing:
-            raise ValueError(f"{path}: not an rMD17 npz, missing key(s) {missing} (found {sorted(npz.files)})")
+            raise InputError(f"{path}: not an rMD17 npz, missing key(s) {missing} (found {sorted(npz.files)})")
         z = np.asarray(npz["nuclear_charges"], dtype=np.int64).reshape(-1)
         coords, energies, forces = (np.asarray(npz[k], dtype=np.float64) for k in ("coords", "energies", "forces"))
     t, n = energies.reshape(-1).shape[0], z.shape[0]
     for name, arr, shape in (("coords", coords, (t, n, 3)), ("forces", forces, (t, n, 3))):
         if arr.shape != shape:
-            raise ValueError(f"{path}: {name} has shape {arr.shape}, expected {shape} ({t} energies, {n} atoms)")
+            raise InputError(f"{path}: {name} has shape {arr.shape}, expected {shape} ({t} energies, {n} atoms)")
     energies = energies.reshape(-1) * KCAL_MOL
     forces = forces * KCAL_MOL
     return [
@@ -226,7 +247,7 @@ def mlearn_stress(virial_stress_kbar: Sequence[float]) -> np.ndarray:
     """
     v = np.asarray(virial_stress_kbar, dtype=np.float64)
     if v.shape != (6,):
-        raise ValueError(f"virial_stress has shape {v.shape}, expected (6,)")
+        raise InputError(f"virial_stress has shape {v.shape}, expected (6,)")
     xx, yy, zz, xy, yz, xz = v
     return -KBAR * np.array([xx, yy, zz, yz, xz, xy])
 
@@ -241,10 +262,13 @@ def read_mlearn_json(path: PathLike, required: Sequence[str] = ("energy", "force
     """
     from ase.data import atomic_numbers
 
-    with open(path) as f:
-        items = json.load(f)
+    try:
+        with open(path) as f:
+            items = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of structures, got {type(items).__name__}")
+        raise InputError(f"{path}: expected a JSON list of structures, got {type(items).__name__}")
     configs = []
     for i, item in enumerate(items):
         where = f"{path}, frame {i}"
@@ -255,14 +279,14 @@ def read_mlearn_json(path: PathLike, required: Sequence[str] = ("energy", "force
             species = [atomic_numbers[site["species"][0]["element"]] for site in sites]
             positions = np.asarray([site["xyz"] for site in sites], dtype=np.float64).reshape(-1, 3)
         except (KeyError, IndexError, TypeError) as err:
-            raise ValueError(f"{where}: malformed structure ({err!r})") from err
+            raise InputError(f"{where}: malformed structure ({err!r})") from err
         outputs = item.get("outputs") or {}
         stress = outputs.get("virial_stress")
         if stress is not None:
             try:
                 stress = mlearn_stress(stress)
             except ValueError as err:
-                raise ValueError(f"{where}: {err}") from None
+                raise InputError(f"{where}: {err}") from None
         labels = {
             "energy": _energy(outputs.get("energy"), where),
             "forces": _forces(outputs.get("forces"), len(species), where),

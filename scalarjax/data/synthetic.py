@@ -9,7 +9,7 @@ sign). Deterministic for a given seed.
 from __future__ import annotations
 
 import numpy as np
-from ase.build import bulk, fcc111
+from ase.build import bulk, fcc100, fcc111
 from ase.calculators.emt import EMT
 
 from scalarjax.data.configuration import Configuration
@@ -30,24 +30,34 @@ def _label(atoms, config_type: str, source: str) -> Configuration:
     )
 
 
-def ag_emt_dataset(n: int = 240, seed: int = 0) -> list[Configuration]:
-    """``n`` labelled Ag configurations: 70% rattled/strained bulk, 20% vacancy, 10% slab."""
+def ag_emt_dataset(n: int = 240, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)) -> list[Configuration]:
+    """``n`` labelled Ag configurations: ``fractions`` of rattled/strained bulk, vacancy and slab cells
+    (default 70% / 20% / 10%). Slabs alternate between (111) and (100) surfaces (27 atoms each, 6 Å
+    of vacuum per side, periodic in-plane only) with a random in-plane strain, so the surface
+    energy is seen over a range of geometries rather than at one."""
     rng = np.random.default_rng(seed)
+    bulk_f, vac_f, _ = (f / sum(fractions) for f in fractions)
     out = []
+    n_slab = 0
     for k in range(n):
         u = k / n
-        if u < 0.7:
+        if u < bulk_f:
             atoms = bulk("Ag", "fcc", a=A_AG, cubic=True).repeat(2)
             kind = "bulk"
-        elif u < 0.9:
+        elif u < bulk_f + vac_f:
             atoms = bulk("Ag", "fcc", a=A_AG, cubic=True).repeat(2)
             del atoms[int(rng.integers(len(atoms)))]
             kind = "vacancy"
         else:
-            atoms = fcc111("Ag", size=(3, 3, 3), a=A_AG, vacuum=6.0)
+            build = fcc111 if n_slab % 2 == 0 else fcc100
+            n_slab += 1
+            atoms = build("Ag", size=(3, 3, 3), a=A_AG, vacuum=6.0)
             atoms.pbc = (True, True, False)
             kind = "surface"
-        strain = np.eye(3) + (rng.normal(scale=0.02, size=(3, 3)) if kind != "surface" else 0.0)
+        strain = np.eye(3) + rng.normal(scale=0.02, size=(3, 3))
+        if kind == "surface":  # in-plane only: the vacuum direction stays as built
+            strain[2, :] = strain[:, 2] = 0.0
+            strain[2, 2] = 1.0
         strain = 0.5 * (strain + strain.T)
         atoms.set_cell(atoms.cell @ strain, scale_atoms=True)
         atoms.positions += rng.normal(scale=rng.uniform(0.02, 0.15), size=atoms.positions.shape)

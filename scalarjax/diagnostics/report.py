@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from scalarjax.errors import InputError
+
 DIAGNOSTICS = ("repulsion", "phonons", "nve", "rdf")
 
 
@@ -75,13 +77,13 @@ def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
 
     if system != "auto":
         if system not in PRESETS:
-            raise ValueError(f"--system {system!r}: choose one of {sorted(PRESETS)} or auto")
+            raise InputError(f"--system {system!r}: choose one of {sorted(PRESETS)} or auto")
         return PRESETS[system]
     symbols = {chemical_symbols[z] for z in run_elements}
     for p in PRESETS.values():
         if {p.symbol} == symbols:
             return p
-    raise ValueError(f"--system auto: no preset for the elements {sorted(symbols)}; choose one of {sorted(PRESETS)}")
+    raise InputError(f"--system auto: no preset for the elements {sorted(symbols)}; choose one of {sorted(PRESETS)}")
 
 
 def crystal(p: SystemPreset, cubic: bool = True):
@@ -225,10 +227,10 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
 
     unknown = set(which) - set(DIAGNOSTICS)
     if unknown:
-        raise ValueError(f"unknown diagnostic(s) {sorted(unknown)}; choose from {DIAGNOSTICS}")
+        raise InputError(f"--only: unknown diagnostic(s) {sorted(unknown)}; choose from {DIAGNOSTICS}")
     labels = list(labels or [pathlib.Path(r).name for r in run_dirs])
     if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
-        raise ValueError("one distinct label per run is needed")
+        raise InputError(f"--labels: one distinct label per run is needed ({len(run_dirs)} runs, labels {labels})")
     out = pathlib.Path(out_dir or pathlib.Path(run_dirs[0]) / "diagnostics")
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget.quick() if quick else Budget()
@@ -240,14 +242,17 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
               "data": data, "r_data_min": r_data_min, "results": {}}
     state = liquid_state_point(aimd, p)
     report["liquid_state_point"] = {k: v for k, v in state.items() if k != "frames"} | {"n_reference_frames": len(state["frames"])}
-    for label, calc in calcs.items():
+    from scalarjax.progress import bar
+
+    for label, calc in bar(calcs.items(), len(calcs), "diagnose", unit="run"):
         report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state)
     if "rdf" in which and state["frames"]:
         first = next(iter(report["results"].values()))["rdf"]
         report["data_rdf"] = {**dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
                               "n_frames": len(state["frames"]), "temperature_K": state["temperature_K"]}
-    with open(out / "diagnostics.json", "w") as f:
-        json.dump(_plain(report), f, indent=1)
+    from scalarjax.fileio import write_json
+
+    write_json(out / "diagnostics.json", _plain(report))
     res = report["results"]
     if "repulsion" in which:
         dg.plot_dimer_curves({k: v["repulsion"]["dimer"] for k, v in res.items()}, out / "dimer.png", r_data_min=r_data_min)

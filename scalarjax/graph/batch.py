@@ -36,6 +36,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from scalarjax.data.configuration import Configuration
+from scalarjax.errors import InputError
 from scalarjax.graph.neighbors import neighbor_list
 
 
@@ -48,7 +49,7 @@ class ElementTable:
     def __post_init__(self):
         zs = tuple(sorted(int(z) for z in set(self.atomic_numbers)))
         if not zs:
-            raise ValueError("a model needs at least one element")
+            raise InputError("a model needs at least one element (none given)")
         object.__setattr__(self, "atomic_numbers", zs)
 
     def __len__(self) -> int:
@@ -63,7 +64,7 @@ class ElementTable:
             unknown = sorted({int(z) for z in numbers[idx < 0]})
             names = ", ".join(f"{chemical_symbols[z] if z < len(chemical_symbols) else '?'} (Z={z})" for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in self.atomic_numbers)
-            raise ValueError(f"{source}: unknown element(s) {names}; the model knows {known}")
+            raise InputError(f"{source}: unknown element(s) {names}; the model knows {known}")
         return idx
 
 
@@ -78,11 +79,41 @@ def bucket_size(n: int, minimum: int = 4) -> int:
         k += 1
 
 
+def local_frame(positions: np.ndarray, cell: np.ndarray, pbc, senders: np.ndarray, receivers: np.ndarray, shifts: np.ndarray):
+    """Positions of small magnitude with the same edge vectors, computed in float64 on the host.
+
+    The model may run in float32, where ``x_r − x_s`` of two atoms at x = 10⁸ Å is pure rounding
+    (float32 resolves 8 Å there). Periodic directions are wrapped into the cell,
+    ``x' = x + n·L`` with integer ``n = −floor(frac)``, and the shifts follow,
+    ``S' = S − n_r + n_s``, so every ``r_e = x'_r − x'_s + S'·L`` is unchanged; then the centre of
+    the bounding box is subtracted (a translation). Energies, forces and stress are invariant to
+    both, and the float32 error of an edge vector is now relative to the size of the
+    structure, not to its distance from the origin. Returns ``(positions [N, 3], shifts [E, 3])``.
+    """
+    pos = np.asarray(positions, np.float64)
+    pbc = np.asarray(pbc, bool)
+    if pbc.any():
+        from ase.geometry import complete_cell
+
+        frac = np.linalg.solve(complete_cell(cell).T, pos.T).T
+        n = np.where(pbc[None, :], -np.floor(frac), 0.0)
+        pos = pos + n @ np.asarray(cell, np.float64)
+        shifts = shifts - n[receivers] + n[senders]
+    centre = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
+    return pos - centre, shifts
+
+
 def configuration_to_graph(config: Configuration, elements: ElementTable, r_max: float) -> jraph.GraphsTuple:
-    """One configuration → an unpadded single-graph ``GraphsTuple`` (numpy)."""
+    """One configuration → an unpadded single-graph ``GraphsTuple`` (numpy); positions in the
+    :func:`local_frame` (wrapped and centred, same edge vectors)."""
     species = elements.index(config.species, config.source or "configuration")
     senders, receivers, shifts = neighbor_list(config.positions, config.cell, config.pbc, r_max, config.source or "configuration")
+    positions, shifts = local_frame(config.positions, config.cell, config.pbc, senders, receivers, shifts)
     n = config.n_atoms
+    periodic = any(config.pbc)
+    if periodic and config.stress is not None and config.volume < 1e-9:
+        raise InputError(f"{config.source or 'configuration'}: a stress label but the cell has no volume "
+                         f"(pbc {list(config.pbc)}, cell {config.cell.tolist()}); stress needs three cell vectors")
 
     def lab(x, shape):
         return (np.zeros(shape), 0.0) if x is None else (np.asarray(x, np.float64).reshape(shape), 1.0)
@@ -91,7 +122,7 @@ def configuration_to_graph(config: Configuration, elements: ElementTable, r_max:
     forces, has_f = lab(config.forces, (n, 3))
     stress, has_s = lab(config.stress, (6,))
     return jraph.GraphsTuple(
-        nodes={"positions": config.positions.astype(np.float64), "species": species, "forces": forces},
+        nodes={"positions": positions, "species": species, "forces": forces},
         edges={"shifts": shifts},
         globals={
             "cell": config.cell[None].astype(np.float64),
@@ -104,7 +135,7 @@ def configuration_to_graph(config: Configuration, elements: ElementTable, r_max:
             "stress_weight": np.asarray([config.stress_weight]),
             "has_energy": np.asarray([has_e]),
             "has_forces": np.asarray([has_f]),
-            "has_stress": np.asarray([has_s if any(config.pbc) else 0.0]),
+            "has_stress": np.asarray([has_s if periodic else 0.0]),
             "n_atoms": np.asarray([float(n)]),
         },
         senders=senders,

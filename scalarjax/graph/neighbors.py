@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from matscipy.neighbours import neighbour_list
 
+from scalarjax.errors import InputError
+
 # Two atoms closer than this are an input error (a duplicated atom), not physics.
 MIN_DISTANCE = 1e-3  # Å
 
@@ -23,7 +25,7 @@ def neighbor_list(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns ``senders [E]``, ``receivers [E]`` (int32) and ``shifts [E, 3]`` (integer-valued).
 
-    Raises ``ValueError`` for a periodic direction with a degenerate cell or for two atoms
+    Raises :class:`~scalarjax.errors.InputError` (a ``ValueError``) for non-finite input, a periodic direction with a degenerate cell or for two atoms
     closer than ``MIN_DISTANCE``.
     """
     positions = np.asarray(positions, dtype=np.float64)
@@ -31,12 +33,14 @@ def neighbor_list(
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     n = len(positions)
     if n == 0:
-        raise ValueError(f"{source}: no atoms")
+        raise InputError(f"{source}: no atoms")
+    if not (np.isfinite(positions).all() and np.isfinite(cell).all()):  # matscipy would crawl, the model give E = 0
+        raise InputError(f"{source}: non-finite positions or cell")
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-9 and pbc.all():
-        raise ValueError(f"{source}: periodic cell has zero volume: {cell.tolist()}")
+        raise InputError(f"{source}: periodic cell has zero volume: {cell.tolist()}")
     for d in np.flatnonzero(pbc):
         if np.linalg.norm(cell[d]) < 1e-9:
-            raise ValueError(f"{source}: periodic direction {d} has a zero lattice vector")
+            raise InputError(f"{source}: periodic direction {d} has a zero lattice vector")
 
     # matscipy needs a non-singular cell that contains every atom along non-periodic directions.
     box = cell.copy()
@@ -48,7 +52,7 @@ def neighbor_list(
                 box[d] = 0.0
                 box[d, d] = span
         if abs(np.linalg.det(box)) < 1e-9:
-            raise ValueError(f"{source}: cannot build a non-singular box from cell {cell.tolist()} and pbc {pbc.tolist()}")
+            raise InputError(f"{source}: cannot build a non-singular box from cell {cell.tolist()} and pbc {pbc.tolist()}")
         # Shift atoms into the box along non-periodic directions (vectors are unchanged).
         shifted = positions - positions.min(0) + 0.5 * r_max
         positions = np.where(~pbc[None, :] & (np.linalg.norm(cell, axis=1) < 1e-9)[None, :], shifted, positions)
@@ -56,7 +60,7 @@ def neighbor_list(
     i, j, S, d = neighbour_list("ijSd", positions=positions, cell=box, pbc=pbc, cutoff=float(r_max))
     if len(d) and d.min() < MIN_DISTANCE:
         k = int(np.argmin(d))
-        raise ValueError(
+        raise InputError(
             f"{source}: atoms {int(i[k])} and {int(j[k])} are {d[k]:.2e} Å apart (overlapping atoms); "
             f"minimum allowed distance is {MIN_DISTANCE} Å"
         )

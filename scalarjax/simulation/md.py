@@ -20,7 +20,25 @@ from typing import Optional
 
 import numpy as np
 
+from scalarjax.errors import InputError
+
 ENSEMBLES = ("nve", "nvt", "npt")
+
+
+def check_md_settings(steps: int, timestep_fs: float, temperature_K: float, log_interval: int = 1, traj_interval: int = 1,
+                      friction_per_fs: float = 0.01) -> None:
+    """Settings that would run backwards, not move, or divide by zero: an :class:`InputError` naming them."""
+    import math
+
+    checks = (("steps", steps, steps >= 1, "must be at least 1"),
+              ("timestep", timestep_fs, math.isfinite(timestep_fs) and timestep_fs > 0, "fs must be positive"),
+              ("temperature", temperature_K, math.isfinite(temperature_K) and temperature_K >= 0, "K must be ≥ 0"),
+              ("log-interval", log_interval, log_interval >= 1, "must be at least 1"),
+              ("traj-interval", traj_interval, traj_interval >= 1, "must be at least 1"),
+              ("friction", friction_per_fs, math.isfinite(friction_per_fs) and friction_per_fs >= 0, "1/fs must be ≥ 0"))
+    for name, value, ok, rule in checks:
+        if not ok:
+            raise InputError(f"md --{name} {value}: {rule}")
 
 
 def initial_velocities(atoms, temperature_K: float, seed: int) -> None:
@@ -48,12 +66,12 @@ def make_integrator(atoms, ensemble: str, timestep_fs: float, temperature_K: flo
                         rng=np.random.default_rng(seed))
     if ensemble == "npt":
         if not all(atoms.pbc):
-            raise ValueError("npt needs a fully periodic cell")
+            raise InputError("md --ensemble npt needs a fully periodic cell")
         from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
         return IsotropicMTKNPT(atoms, dt, temperature_K=temperature_K, pressure_au=pressure_GPa * units.GPa,
                                tdamp=tdamp_fs * units.fs, pdamp=pdamp_fs * units.fs)
-    raise ValueError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
+    raise InputError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
 
 
 def _pressure_GPa(atoms) -> Optional[float]:
@@ -71,7 +89,8 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
     import ase.io
 
     if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
+        raise InputError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
+    check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
     progress = sys.stderr.isatty() if progress is None else progress
     atoms.calc = calc
     initial_velocities(atoms, temperature_K, seed)
@@ -80,11 +99,16 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
     pot = getattr(calc, "potential", None)
     compiles_before = pot.compile_count if pot is not None else 0
     rows: list[dict] = []
-    log_file = open(log, "w") if log else None
+    # Outputs are created afresh (O_EXCL after unlinking a previous file or a planted symlink), so
+    # they never write through a symlink; callers pick non-clobbering names (scalarjax.fileio.fresh_name).
+    for path in (log, trajectory):
+        if path:
+            Path(path).unlink(missing_ok=True)
+    log_file = open(log, "x") if log else None
     if log_file:
         log_file.write("# time_ps E_total_eV E_pot_eV E_kin_eV T_K P_GPa V_A3\n")
     if trajectory:
-        Path(trajectory).unlink(missing_ok=True)
+        open(trajectory, "x").close()
 
     def observe():
         step = dyn.nsteps
@@ -96,20 +120,23 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
             p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
             v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
             log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
-        if progress:
-            print(f"\r  step {step}/{steps}  T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV", end="", file=sys.stderr, flush=True)
+        if step:
+            pbar.update(log_interval)
+        pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
 
     def write_frame():
         ase.io.write(trajectory, atoms, format="extxyz", append=True)
 
+    from scalarjax.progress import bar
+
+    pbar = bar(None, steps, f"MD {ensemble}", progress, unit="step")
     dyn.attach(observe, interval=log_interval)
     if trajectory:
         dyn.attach(write_frame, interval=traj_interval)
     t0 = time.perf_counter()
     dyn.run(steps)
     seconds = time.perf_counter() - t0
-    if progress:
-        print(file=sys.stderr)
+    pbar.close()
     if log_file:
         log_file.close()
     n = len(atoms)

@@ -21,10 +21,18 @@ def relax(atoms, calc, fmax: float = 0.01, steps: int = 500, cell: bool = False,
     from ase import units
     from ase.filters import FrechetCellFilter
 
+    import math
+
+    from scalarjax.errors import InputError
+
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer {optimizer!r}: choose one of {OPTIMIZERS}")
+        raise InputError(f"optimizer {optimizer!r}: choose one of {OPTIMIZERS}")
+    if not (math.isfinite(fmax) and fmax > 0):
+        raise InputError(f"relax --fmax {fmax}: must be a positive force (eV/Å)")
+    if steps < 1:
+        raise InputError(f"relax --steps {steps}: must be at least 1")
     if cell and not all(atoms.pbc):
-        raise ValueError("a cell relaxation needs a fully periodic cell")
+        raise InputError("relax --cell needs a fully periodic cell")
     atoms.calc = calc
     e0 = atoms.get_potential_energy()
     target = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * units.GPa) if cell else atoms

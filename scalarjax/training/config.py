@@ -21,6 +21,7 @@ from typing import Any, Optional
 import yaml
 
 from scalarjax.config import ModelConfig, _coerce, from_dict
+from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 import typing
 
 
@@ -79,6 +80,8 @@ class TrainingConfig:
 class OutputConfig:
     run_dir: str = "runs/default"
     keep_checkpoints: int = 2
+    # Fine-tuning: start from the best parameters of this run directory (same model shapes).
+    init_from: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +103,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     raw = {k: dict(v or {}) for k, v in raw.items()}
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+            raise InputError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) != 2 or parts[0] not in SECTIONS:
-            raise KeyError(f"--set {key!r}: expected one of {sorted(SECTIONS)} followed by .KEY")
+            raise ConfigKeyError(f"--set {key!r}: expected one of {sorted(SECTIONS)} followed by .KEY")
         raw.setdefault(parts[0], {})[parts[1]] = _parse_value(value)
     return raw
 
@@ -114,7 +117,7 @@ def _section(cls, data: dict, path: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise KeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
+        raise ConfigKeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
     if cls is ModelConfig:
         return from_dict(cls, data, path)
     kw = {}
@@ -129,16 +132,71 @@ def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: 
         raw = {}
         if path:
             with open(path) as f:
-                raw = yaml.safe_load(f) or {}
+                try:
+                    raw = yaml.safe_load(f) or {}
+                except yaml.YAMLError as err:
+                    raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+            if not isinstance(raw, dict):
+                raise ConfigTypeError(f"{path}: expected a mapping of sections (model, data, training, output), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise KeyError(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+        raise ConfigKeyError(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
     raw = apply_overrides(raw, list(overrides))
+    for name in SECTIONS:
+        if not isinstance(raw.get(name) or {}, dict):
+            raise ConfigTypeError(f"{name}: expected a mapping of keys, got {raw[name]!r}")
     sections = {name: _section(cls, raw.get(name, {}) or {}, name) for name, cls in SECTIONS.items()}
     data = sections["data"]
     resolved = {k: resolve_data_path(getattr(data, k), base_dir) for k in ("train", "valid", "test")}
     sections["data"] = dataclasses.replace(data, **resolved)
-    return RunConfig(**sections)
+    cfg = RunConfig(**sections)
+    validate_run_config(cfg)
+    return cfg
+
+
+OPTIMIZERS = ("adam", "amsgrad", "adamw")
+SCHEDULERS = ("plateau", "cosine", "constant")
+
+
+def validate_run_config(cfg: RunConfig) -> None:
+    """Values that would train nothing, train silently wrong or crash later: one
+    :class:`~scalarjax.errors.InputError` naming the key, its value and what is allowed."""
+    import math
+
+    def need(ok: bool, key: str, value, rule: str):
+        if not ok:
+            raise InputError(f"{key}: {value!r} {rule}")
+
+    finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+    t, d, o = cfg.training, cfg.data, cfg.output
+    need(finite(t.lr) and t.lr > 0, "training.lr", t.lr, "must be a positive number")
+    need(t.optimizer in OPTIMIZERS, "training.optimizer", t.optimizer, f"is not one of {OPTIMIZERS}")
+    need(t.scheduler in SCHEDULERS, "training.scheduler", t.scheduler, f"is not one of {SCHEDULERS}")
+    need(t.max_epochs >= 1, "training.max_epochs", t.max_epochs, "must be at least 1")
+    need(0 <= t.ema_decay < 1, "training.ema_decay", t.ema_decay, "must be in [0, 1) (0 disables the EMA)")
+    need(t.eval_every >= 1, "training.eval_every", t.eval_every, "must be at least 1")
+    need(t.test_every >= 0, "training.test_every", t.test_every, "must be 0 (off) or positive")
+    need(t.warmup_epochs >= 0, "training.warmup_epochs", t.warmup_epochs, "must be ≥ 0")
+    need(t.plateau_patience >= 1, "training.plateau_patience", t.plateau_patience, "must be at least 1")
+    need(0 < t.plateau_factor <= 1, "training.plateau_factor", t.plateau_factor, "must be in (0, 1]")
+    need(t.clip_norm >= 0, "training.clip_norm", t.clip_norm, "must be ≥ 0 (0 disables clipping)")
+    need(t.weight_decay >= 0, "training.weight_decay", t.weight_decay, "must be ≥ 0")
+    for key in ("energy_weight", "forces_weight", "stress_weight", "stage_two_energy_weight", "huber_delta"):
+        need(finite(getattr(t, key)) and getattr(t, key) >= 0, f"training.{key}", getattr(t, key), "must be a number ≥ 0")
+    need(0 <= t.stage_two_start < 1, "training.stage_two_start", t.stage_two_start, "must be in [0, 1) (0: off)")
+    need(t.stage_two_lr_factor > 0, "training.stage_two_lr_factor", t.stage_two_lr_factor, "must be positive")
+    need(t.max_nan_steps >= 0, "training.max_nan_steps", t.max_nan_steps, "must be ≥ 0")
+    need(t.time_limit_s is None or t.time_limit_s > 0, "training.time_limit_s", t.time_limit_s, "must be positive (or null)")
+    need(0 <= d.valid_fraction < 1, "data.valid_fraction", d.valid_fraction, "must be in [0, 1) (or give data.valid)")
+    need(d.max_train is None or d.max_train >= 1, "data.max_train", d.max_train, "must be at least 1 (or null for all)")
+    need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be at least 1")
+    need(d.valid_batch_size >= 1, "data.valid_batch_size", d.valid_batch_size, "must be at least 1")
+    need(isinstance(d.config_type_weights, dict), "data.config_type_weights", d.config_type_weights,
+         "must be a mapping config_type: weight")
+    for k, w in d.config_type_weights.items():
+        need(finite(w) and not isinstance(w, bool) and w >= 0, f"data.config_type_weights.{k}", w, "must be a number ≥ 0")
+    need(o.keep_checkpoints >= 1, "output.keep_checkpoints", o.keep_checkpoints, "must be at least 1 (a run must be resumable)")
+    need(bool(o.run_dir), "output.run_dir", o.run_dir, "must name a directory")
 
 
 def resolve_data_path(p: Optional[str], base_dir: pathlib.Path) -> Optional[str]:

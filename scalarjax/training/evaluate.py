@@ -22,11 +22,21 @@ def load_run(run_dir, dtype=None) -> Potential:
     import jax
 
     from scalarjax.config import load_model_config
-    from scalarjax.training.trainer import load_params
+    from scalarjax.errors import RunDirError
+    from scalarjax.training.run_dir import check_model_matches, load_params
 
     run_dir = pathlib.Path(run_dir)
-    with open(run_dir / "config.yaml") as f:
-        cfg = load_run_config(raw=yaml.safe_load(f))
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
+    try:
+        with open(run_dir / "config.yaml") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise RunDirError(f"{run_dir / 'config.yaml'}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{run_dir / 'config.yaml'}: expected a mapping of sections, got {type(raw).__name__}")
+    cfg = load_run_config(raw=raw)
+    check_model_matches(run_dir, cfg.model)  # a hand-edited config.yaml must match the checkpoint
     pot = Potential(cfg.model)
     params = load_params(run_dir / "best", pot.params)
     if dtype is None or dtype == cfg.model.dtype:

@@ -35,9 +35,20 @@ def compute_e0s(configs: Sequence[Configuration], atomic_numbers: Sequence[int])
         known = np.array([e0.get(z, 0.0) for z in zs])
         fit_cols = [i for i, z in enumerate(zs) if z in missing]
         rhs = energies - counts @ known
-        sol, *_ = np.linalg.lstsq(counts[:, fit_cols], rhs, rcond=None)
+        sol, _, rank, _ = np.linalg.lstsq(counts[:, fit_cols], rhs, rcond=None)
         for i, v in zip(fit_cols, sol):
             e0[zs[i]] = float(v)
+        if rank < len(fit_cols):
+            import warnings
+
+            from ase.data import chemical_symbols
+
+            fitted = ", ".join(f"E0({chemical_symbols[zs[i]]}) = {e0[zs[i]]:.1f} eV" for i in fit_cols)
+            warnings.warn(
+                f"E0s by least squares are not determined by this data: its element counts span {rank} composition(s) for "
+                f"{len(fit_cols)} element(s) (e.g. one molecule). Got {fitted}: energies of the training compositions are "
+                f"fine, but an isolated atom or another composition is off by up to hundreds of eV. Give isolated-atom "
+                f"energies (model.atomic_energies, or single-atom configurations in the data) for a transferable model.")
     return tuple(float(e0[z]) for z in zs)
 
 

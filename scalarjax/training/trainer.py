@@ -11,6 +11,11 @@ Run directory layout::
                              "last_ema" the same for the EMA parameters at the end of the run
 RUN_DIR/structure_errors.json  per-structure errors (best and last EMA) on valid and test
     RUN_DIR/learning_curve.png, parity_valid.png, parity_test.png
+    RUN_DIR/fingerprint.json     model (with statistics) and data (file SHA-256, split settings) the
+                                 parameters belong to: decides resume / refuse (training/run_dir.py)
+
+Every file is written under a temporary name and renamed (best/ by two renames), so a run killed
+at any moment can be loaded and resumed.
 """
 
 from __future__ import annotations
@@ -30,27 +35,48 @@ import yaml
 
 from scalarjax.config import load_model_config
 from scalarjax.data.io import LabelKeys, read_configurations
+from scalarjax.errors import InputError, UserError
+from scalarjax.fileio import atomic_path, recover_dir, write_json, write_text
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
-from scalarjax.training.config import RunConfig, to_dict
+from scalarjax.progress import bar
+from scalarjax.training.config import RunConfig, to_dict, validate_run_config
 from scalarjax.training import plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
+from scalarjax.training.run_dir import (decide_resume, fingerprint, load_params, restore_latest, save_params,  # noqa: F401
+                                        truncate_metrics, write_fingerprint)
 from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
 
 
 SELECT_OVER = ("stage_two", "run")
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(UserError, RuntimeError):
+    """Too many non-finite steps: a setting (learning rate, data) to change, reported in one line."""
+
+
+def _frame_key(c) -> bytes:
+    return c.species.tobytes() + np.round(c.positions, 8).tobytes() + np.round(c.cell, 8).tobytes()
+
+
+def warn_duplicates(train, other, name: str) -> int:
+    """Warn when configurations of ``other`` also occur in ``train`` (same species, positions and cell
+    to 1e-8 Å): a validation or test error on them measures memory, not generalisation."""
+    seen = {_frame_key(c): c for c in train}
+    dups = [(c, seen[_frame_key(c)]) for c in other if _frame_key(c) in seen]
+    if dups:
+        (a, b), more = dups[0], len(dups) - 1
+        warnings.warn(f"{len(dups)} {name} configuration(s) also in the training set, e.g. {a.source} = {b.source}"
+                      f"{f' (and {more} more)' if more else ''}; their {name} errors are not a measure of generalisation")
+    return len(dups)
 
 
 def read_split(cfg: RunConfig):
     d = cfg.data
     if not d.train:
-        raise ValueError("data.train: no training file given")
+        raise InputError("data.train: no training file given")
     keys = LabelKeys(energy_key=d.energy_key, forces_key=d.forces_key, stress_key=d.stress_key, virial_key=d.virial_key, required=())
     read = lambda p: read_configurations(p, keys=keys) if not str(p).endswith((".json", ".npz")) else read_configurations(p)
     train = read(d.train)
@@ -64,10 +90,14 @@ def read_split(cfg: RunConfig):
         train = [train[i] for i in order[n_valid:]]
     if d.max_train is not None:
         train = train[: d.max_train]
+    if not train:
+        raise InputError(f"{d.train}: no training configurations left after holding out {len(valid)} for validation")
     test = read(d.test) if d.test else []
+    warn_duplicates(train, valid, "validation")
+    warn_duplicates(train, test, "test")
     for c in train:
         if c.energy is None and c.forces is None and c.stress is None:
-            raise ValueError(f"{c.source}: training configuration has no label at all")
+            raise InputError(f"{c.source}: training configuration has no label at all")
     if d.config_type_weights:
         train = [dataclasses.replace(c, weight=c.weight * float(d.config_type_weights.get(c.config_type, 1.0))) for c in train]
     return train, valid, test
@@ -89,17 +119,6 @@ def model_with_statistics(cfg: RunConfig, train) -> tuple:
 
 def _checkpoint_manager(run_dir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(run_dir.absolute() / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-
-
-def save_params(path: pathlib.Path, params) -> None:
-    """Atomically replace a parameter checkpoint (orbax writes to a temporary dir, then renames)."""
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path.absolute(), params, force=True)
-    ckpt.wait_until_finished()
-
-
-def load_params(path: pathlib.Path, like):
-    return ocp.StandardCheckpointer().restore(pathlib.Path(path).absolute(), like)
 
 
 def selection_weights(tc) -> LossWeights:
@@ -126,18 +145,21 @@ def _score(metrics: dict, w: LossWeights) -> float:
 def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     tc = cfg.training
     if tc.select_over not in SELECT_OVER:
-        raise ValueError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
-    progress = sys.stdout.isatty() if progress is None else progress
+        raise InputError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    validate_run_config(cfg)
     run_dir = pathlib.Path(cfg.output.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_set, valid_set, test_set = read_split(cfg)
     model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=model_cfg)
-    with open(run_dir / "config.yaml", "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    # Decide fresh / resume / refuse before anything in the run directory is written.
+    fp = fingerprint(cfg)
+    resume = decide_resume(run_dir, fp, dataclasses.asdict(cfg.data))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     stats.update(n_train=len(train_set), n_valid=len(valid_set), n_test=len(test_set))
-    with open(run_dir / "statistics.json", "w") as f:
-        json.dump(stats, f, indent=1)
+    write_json(run_dir / "statistics.json", stats)
+    write_fingerprint(run_dir, fp)
 
     pot = Potential(model_cfg, seed=tc.seed)
     elements = pot.elements
@@ -151,15 +173,20 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
     step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
-    state = init_state(pot.params, optimizer)
+    params = pot.params
+    if cfg.output.init_from and not resume:  # fine-tuning: start from another run's best parameters
+        params = load_params(pathlib.Path(cfg.output.init_from) / "best", pot.params)
+        print(f"initialised from {cfg.output.init_from}/best")
+    state = init_state(params, optimizer)
     train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
     loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False}
-    if manager.latest_step() is not None:
-        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(state), loop=ocp.args.JsonRestore()))
+    if resume:
+        restored = restore_latest(manager, state)
         state, loop = restored["state"], dict(restored["loop"])
         print(f"resumed from {run_dir}/checkpoints at epoch {loop['epoch']}")
+    truncate_metrics(run_dir / "metrics.jsonl", loop["epoch"])  # an epoch killed before its checkpoint is logged once
     t_start = time.perf_counter()
     log = open(run_dir / "metrics.jsonl", "a")
     while loop["epoch"] < tc.max_epochs:
@@ -174,14 +201,11 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
         collected = []
-        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)):
+        epoch_batches = batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)
+        for batch in bar(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}/{tc.max_epochs}", progress, unit="step"):
             state, m = step_fn(state, batch, ew)
             collected.append(m)
-            if progress and (i + 1) % max(1, steps_per_epoch // 10) == 0:
-                print(f"\r  epoch {epoch + 1}: {i + 1}/{steps_per_epoch} steps", end="", flush=True)
         collected = jax.device_get(collected)  # one host transfer per epoch
-        if progress:
-            print("\r", end="")
         skipped = int(sum(int(m["skipped"]) for m in collected))
         finite = [m for m in collected if not m["skipped"]]
         train_loss = float(np.mean([m["loss"] for m in finite])) if finite else float("nan")
@@ -222,24 +246,25 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     manager.wait_until_finished()
     log.close()
 
+    recover_dir(run_dir / "best")
     best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
     final = {"last_ema": {}}
     per_structure = {}
-    plots.learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+    with atomic_path(run_dir / "learning_curve.png") as tmp:
+        plots.learning_curve(run_dir / "metrics.jsonl", tmp)
     for name, configs in (("valid", valid_set), ("test", test_set)):
         if configs:
             graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
             preds = predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress)
             final[name] = error_metrics(configs, preds)
             per_structure[name] = structure_errors(configs, preds)
-            plots.parity(configs, preds, run_dir / f"parity_{name}.png", f"{name} set, best EMA parameters")
+            with atomic_path(run_dir / f"parity_{name}.png") as tmp:
+                plots.parity(configs, preds, tmp, f"{name} set, best EMA parameters")
             print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
             # The EMA parameters at the end of the run, next to the selected ones (both are reported).
             last = predict(potential_fn, state.ema, graphs, cfg.data.valid_batch_size, compute_stress)
             final["last_ema"][name] = error_metrics(configs, last)
             per_structure[f"{name}_last_ema"] = structure_errors(configs, last)
-    with open(run_dir / "final_metrics.json", "w") as f:
-        json.dump(final, f, indent=1)
-    with open(run_dir / "structure_errors.json", "w") as f:
-        json.dump(per_structure, f)
+    write_json(run_dir / "final_metrics.json", final)
+    write_json(run_dir / "structure_errors.json", per_structure, indent=None)
     return run_dir
