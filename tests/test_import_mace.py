@@ -202,3 +202,15 @@ def test_dump_round_trip_is_plain_arrays():
     assert meta["model_class"] == "ScaleShiftMACE" and meta["atomic_numbers"] == [8, 1, 14, 6]
     with pytest.raises(Unsupported):
         load_dump(FIXTURES / "missing.npz")
+
+
+def test_torch_side_rejections_recorded_by_the_fixture_script():
+    """What the dump step (torch side) says for unsupported models, as recorded by make_mace_fixtures.py
+    in the peer venv: one line each, naming what is unsupported."""
+    rejected = REFERENCE["rejected"]
+    expect = {"multi_head": "multi-head", "density_interaction": "RealAgnosticDensityInteractionBlock",
+              "nonlinear_interaction": "RealAgnosticResidualNonLinearInteractionBlock", "zbl_pair_repulsion": "ZBL",
+              "gaussian_radial": "GaussianBasis", "agnostic_product": "use_agnostic_product",
+              "not_a_model_pickle": "dict is not supported", "text_file": "not a torch model file"}
+    for case, needle in expect.items():
+        assert needle in rejected[case] and "\n" not in rejected[case], (case, rejected[case])

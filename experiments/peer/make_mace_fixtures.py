@@ -44,23 +44,26 @@ def load_dumper():
 
 def build(zs, *, model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", r_max=4.0, num_bessel=6, p=5, max_ell=2,
           hidden="8x0e+8x1o", correlation=3, num_interactions=2, mlp="4x0e", radial_mlp=(8, 8), avg=(7.3, 9.1, 5.2),
-          e0s=None, scale=1.3, shift=0.17, seed=0, randomize=True, dtype=torch.float64):
+          e0s=None, scale=1.3, shift=0.17, seed=0, randomize=True, dtype=torch.float64,
+          interaction="RealAgnosticResidualInteractionBlock", heads=("Default",), extra=None):
     """A mace-torch model as ``mace_run_train`` builds it (arguments as in ``model_script_utils``)."""
     torch.set_default_dtype(dtype)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     e0s = rng.uniform(-3.0, 3.0, len(zs)) if e0s is None else np.asarray(e0s, float)
+    if len(heads) > 1:
+        e0s = np.tile(e0s, (len(heads), 1))
     kw = dict(
         r_max=r_max, num_bessel=num_bessel, num_polynomial_cutoff=p, max_ell=max_ell,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls=modules.interaction_classes[interaction],
         interaction_cls_first=modules.interaction_classes[first], num_interactions=num_interactions,
         num_elements=len(zs), hidden_irreps=o3.Irreps(hidden), MLP_irreps=o3.Irreps(mlp),
-        atomic_energies=e0s[None, :] if model_class == "ScaleShiftMACE" else e0s, avg_num_neighbors=avg[0],
+        atomic_energies=e0s[None, :] if model_class == "ScaleShiftMACE" and e0s.ndim == 1 else e0s, avg_num_neighbors=avg[0],
         atomic_numbers=list(zs), correlation=correlation, gate=torch.nn.functional.silu, radial_MLP=list(radial_mlp),
-        radial_type="bessel", heads=["Default"], use_reduced_cg=False,
+        radial_type="bessel", heads=list(heads), use_reduced_cg=False, **(extra or {}),
     )
     if model_class == "ScaleShiftMACE":
-        model = modules.ScaleShiftMACE(atomic_inter_scale=scale, atomic_inter_shift=[shift], **kw)
+        model = modules.ScaleShiftMACE(atomic_inter_scale=[scale] * len(heads), atomic_inter_shift=[shift] * len(heads), **kw)
     else:
         model = modules.MACE(**kw)
     for t, inter in enumerate(model.interactions):
@@ -89,6 +92,56 @@ MODELS = {
                               hidden="6x0e", correlation=2, num_interactions=3, mlp="5x0e", radial_mlp=(7,), num_bessel=5, p=6,
                               r_max=3.7, seed=2),
 }
+
+
+# Models the import must refuse at the dump step (torch side), with the one-line message it gives.
+SMALL = dict(zs=[1, 8], hidden="4x0e+4x1o", max_ell=1, correlation=2, radial_mlp=(4,), mlp="2x0e", randomize=False)
+REJECTED = {
+    "multi_head": dict(SMALL, heads=("a", "b")),
+    "density_interaction": dict(SMALL, interaction="RealAgnosticDensityInteractionBlock"),
+    "nonlinear_interaction": dict(SMALL, interaction="RealAgnosticResidualNonLinearInteractionBlock"),
+    "zbl_pair_repulsion": dict(SMALL, extra={"pair_repulsion": True}),
+    "gaussian_radial": dict(SMALL, extra={"radial_type": "gaussian"}),
+    "agnostic_product": dict(SMALL, extra={"use_agnostic_product": True}),
+}
+
+
+def rejections(dumper) -> dict:
+    """``{case: one-line error}`` for the architectures above, a non-model pickle and a text file."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = dict(REJECTED)
+        for name, spec in cases.items():
+            spec = dict(spec)
+            if "radial_type" in (spec.get("extra") or {}):
+                extra = dict(spec.pop("extra"))
+                rt = extra.pop("radial_type")
+                spec["extra"] = extra
+                model = build(**spec)
+                model.radial_embedding = __import__("mace.modules.blocks", fromlist=["x"]).RadialEmbeddingBlock(
+                    r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, radial_type=rt)
+            else:
+                try:
+                    model = build(**spec)
+                except Exception as e:  # noqa: BLE001 - mace itself cannot build it: nothing to test
+                    out[name] = f"(mace-torch could not build it: {type(e).__name__})"
+                    continue
+            path = Path(tmp) / f"{name}.model"
+            torch.save(model, path)
+            out[name] = _dump_error(dumper, path, Path(tmp))
+        torch.save({"weights": torch.zeros(3)}, Path(tmp) / "dict.model")
+        out["not_a_model_pickle"] = _dump_error(dumper, Path(tmp) / "dict.model", Path(tmp))
+        (Path(tmp) / "text.model").write_text("not a model")
+        out["text_file"] = _dump_error(dumper, Path(tmp) / "text.model", Path(tmp))
+    return out
+
+
+def _dump_error(dumper, path, tmp) -> str:
+    try:
+        dumper.dump_file(str(path), str(tmp / "x.npz"))
+    except dumper.Unsupported as e:
+        return str(e)
+    return "(accepted)"
 
 
 def structures():
@@ -152,6 +205,9 @@ def main(argv=None):
             model = dumper.load_model(str(path))
         ref["models"][name] = {"spec": {k: v for k, v in spec.items()}, "outputs": reference_outputs(model, structs)}
         print(name, {k: round(v["energy"], 6) for k, v in ref["models"][name]["outputs"].items()}, flush=True)
+    ref["rejected"] = rejections(dumper)
+    for k, v in ref["rejected"].items():
+        print("rejected", k, "->", v)
     with open(out / "reference.json", "w") as f:
         json.dump(ref, f, indent=1)
     print("wrote", out)
