@@ -73,6 +73,10 @@ class TrainingConfig:
     eval_every: int = 1
     test_every: int = 0  # >0: also log test-set metrics every N epochs (learning curves only; never used to select)
     time_limit_s: Optional[float] = None
+    # Fine-tuning (scalarjax.training.finetune): start from this run's model, statistics and parameters
+    # (+ this config's model.scalar_transforms); trainable: all | new (only added transforms and readouts).
+    init_from: Optional[str] = None
+    trainable: str = "all"
 
 
 @dataclasses.dataclass(frozen=True)

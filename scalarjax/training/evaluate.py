@@ -28,13 +28,11 @@ def load_run(run_dir, dtype=None) -> Potential:
     run_dir = pathlib.Path(run_dir)
     with open(run_dir / "config.yaml") as f:
         cfg = load_run_config(raw=yaml.safe_load(f))
-    # Restore onto the parameters' abstract shapes: no init compilation (tens of seconds for MACE).
-    params = load_params(run_dir / "best", abstract_params(build_model(cfg.model)))
-    params = jax.tree_util.tree_map(jax.numpy.asarray, params)
-    if dtype is None or dtype == cfg.model.dtype:
-        return Potential(cfg.model, params=params)
-    model = load_model_config(cfg.model, dtype=dtype)
-    return Potential(model, params=jax.tree_util.tree_map(lambda x: x.astype(dtype), params))
+    model = cfg.model if dtype is None or dtype == cfg.model.dtype else load_model_config(cfg.model, dtype=dtype)
+    # Restore onto the parameters' abstract shapes and dtype (orbax casts): no init compilation
+    # (tens of seconds for MACE), and a float64 run loads as float32 without JAX's x64 mode.
+    params = load_params(run_dir / "best", abstract_params(build_model(model)))
+    return Potential(model, params=jax.tree_util.tree_map(jax.numpy.asarray, params))
 
 
 def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None, keys=None) -> dict:

@@ -33,7 +33,7 @@ from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
 from scalarjax.training.config import RunConfig, to_dict
-from scalarjax.training import plots
+from scalarjax.training import finetune, plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
@@ -119,7 +119,10 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     run_dir = pathlib.Path(cfg.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_set, valid_set, test_set = read_split(cfg)
-    model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
+    if tc.init_from:  # fine-tuning: the base run's model and statistics (+ new transforms)
+        model_cfg, train_graphs, stats = finetune.model_with_statistics(cfg, train_set)
+    else:
+        model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=model_cfg)
     with open(run_dir / "config.yaml", "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
@@ -128,13 +131,14 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         json.dump(stats, f, indent=1)
 
     pot = Potential(model_cfg, seed=tc.seed)
+    pot.params, trainable_mask = finetune.initial_params(pot.params, tc)
     elements = pot.elements
     valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
     test_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in test_set] if tc.test_every > 0 else []
     compute_stress = any(c.stress is not None for c in train_set)
     potential_fn = pot.function(compute_stress)
     weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
-    optimizer = make_optimizer(tc)
+    optimizer = finetune.restrict(make_optimizer(tc), trainable_mask)
     steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
     step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
