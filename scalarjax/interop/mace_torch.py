@@ -9,7 +9,7 @@ scalarjax's MACE (:mod:`scalarjax.backbones.mace`), which computes the same func
   fan-in counts the one-hot (``1/sqrt(C·S)``; scalarjax: ``1/sqrt(C)``). The dump holds effective
   weights, so every scalarjax parameter is ``effective · sqrt(fan_in_scalarjax)``.
 - *Activations.* e3nn-torch's ``normalize2mom(silu)`` uses a Monte-Carlo second moment
-  (``cst ≈ 1.6790`` from 10⁶ samples) where scalarjax uses the exact ``1.6765…``. The constant
+  (``cst = 1.67918`` from 10⁶ samples) where scalarjax uses the exact ``1.6765…``. The constant
   multiplies a hidden layer's output, which only enters the next (linear, bias-free) layer, so the
   ratio ``cst_torch / cst_scalarjax`` is folded into the next layer's weights: exact.
 - *Clebsch–Gordan signs.* e3nn-torch's ``wigner_3j`` and e3nn-jax's ``clebsch_gordan`` agree up
