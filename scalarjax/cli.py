@@ -5,6 +5,7 @@
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
     scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
     scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
+    scalarjax import-mace MODEL_FILE|DUMP.npz -o RUN_DIR [--dtype float32|float64]
     scalarjax diagnose RUN_DIR [RUN_DIR ...] [--system si|ag|li|auto] [--only repulsion,phonons,nve,rdf]
                        [--data PATH] [--labels A,B] [--out DIR] [--quick]
 
@@ -130,6 +131,11 @@ def _main(argv=None) -> int:
     d.add_argument("--quick", action="store_true", help="tiny MD budgets (smoke test)")
     d.add_argument("--dtype", choices=("float32", "float64"), default=None)
     d.add_argument("--seed", type=int, default=0)
+    im = sub.add_parser("import-mace", help="convert a mace-torch model (or its dump) into a scalarjax run directory")
+    im.add_argument("model_file", help="mace-torch .model file (needs torch + mace-torch) or DUMP.npz from mace_torch_dump")
+    im.add_argument("-o", "--out", required=True, help="new run directory")
+    im.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="parameter precision of the run (converted in float64 either way)")
     args = ap.parse_args(argv)
 
     if args.command == "train":
@@ -169,6 +175,16 @@ def _main(argv=None) -> int:
             atoms = _read_structure(args.structure, 0)
         report = flops_report(config, atoms, args.structure)
         print(json.dumps(report, indent=1) if args.json else format_report(report))
+    elif args.command == "import-mace":
+        from scalarjax.interop.mace_torch import import_mace
+        from scalarjax.interop.mace_torch_dump import Unsupported
+
+        try:
+            run_dir = import_mace(args.model_file, args.out, args.dtype)
+        except (Unsupported, FileExistsError) as e:
+            print(f"scalarjax: error: {e}", file=sys.stderr)
+            return 2
+        print(f"imported {args.model_file} into {run_dir} ({args.dtype}); load it with scalarjax.Calculator.from_run({str(run_dir)!r})")
     elif args.command == "diagnose":
         if args.dtype == "float64":
             import jax

@@ -56,3 +56,9 @@ def dummy_inputs(config: ModelConfig):
 def init_params(model: AtomicEnergyModel, seed: int = 0):
     """Jitted ``init`` (several times faster than eager for the medium model)."""
     return jax.jit(model.init)(jax.random.PRNGKey(seed), *dummy_inputs(model.config))
+
+
+def abstract_params(model: AtomicEnergyModel):
+    """Shapes and dtypes of the parameters (``jax.ShapeDtypeStruct`` pytree) without compiling or
+    running ``init``: the restore target for checkpoints (``init_params`` costs an XLA compilation)."""
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *dummy_inputs(model.config)))

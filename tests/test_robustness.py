@@ -197,8 +197,8 @@ def _cfg(data, run_dir, model=None, init_from=None, **training):
     from scalarjax.training.config import load_run_config
 
     raw = {"model": {**TRAIN_MODEL, **(model or {})}, "data": {"train": str(data), "batch_size": 2, "valid_fraction": 0.34},
-           "training": {"max_epochs": 1, "lr": 0.005, "seed": 0, **training},
-           "output": {"run_dir": str(run_dir), "keep_checkpoints": 1, "init_from": init_from}}
+           "training": {"max_epochs": 1, "lr": 0.005, "seed": 0, "init_from": init_from, **training},
+           "output": {"run_dir": str(run_dir), "keep_checkpoints": 1}}
     return load_run_config(raw=raw)
 
 

@@ -42,28 +42,52 @@ class ContractionPlan:
     num_paths: dict  # L → tuple(P_{L,ν} for ν = 1..correlation)
 
 
+def sorted_monomials(D: int, nu: int) -> list:
+    """All sorted index tuples ``i1 ≤ … ≤ iν`` over ``D`` inputs, lexicographic."""
+    return [(i,) for i in range(D)] if nu == 1 else list(itertools.combinations_with_replacement(range(D), nu))
+
+
+def symmetrize_to_monomials(tensor: np.ndarray, D: int, nu: int) -> np.ndarray:
+    """``[D]*ν + [...]`` tensor → ``[n_monomials, ...]``: the coefficient of each sorted monomial
+    ``A_i1 ⋯ A_iν`` in ``Σ_i T[i1..iν, ...] A_i1 ⋯ A_iν`` (the sum of T over the monomial's permutations)."""
+    monos = sorted_monomials(D, nu)
+    key = {t: j for j, t in enumerate(monos)}
+    rows = np.array([key[tuple(sorted(t))] for t in itertools.product(range(D), repeat=nu)])
+    flat = np.asarray(tensor).reshape(D**nu, -1)
+    summed = np.zeros((len(monos), flat.shape[1]))
+    np.add.at(summed, rows, flat)
+    return summed.reshape((len(monos),) + np.asarray(tensor).shape[nu:])
+
+
+@functools.lru_cache(maxsize=None)
+def monomial_coefficients(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> dict:
+    """``(L, ν) → [n_monomials_ν, P_{L,ν}, 2L+1]``: e3nn's reduced symmetric basis on sorted monomials.
+
+    Path ``p`` of ``(L, ν)`` is the ``p``-th copy of ``L`` in ``e3nn.reduced_symmetric_tensor_product_basis``;
+    this is the order of the weights ``w[L]`` (ν-blocks stacked) of :class:`SymmetricContraction`.
+    """
+    irreps = e3nn.Irreps("+".join(irreps_in))
+    D = irreps.dim
+    coeffs = {}
+    for nu in range(1, correlation + 1):
+        basis = e3nn.reduced_symmetric_tensor_product_basis(irreps, nu, keep_ir=list(irreps_out))
+        summed = symmetrize_to_monomials(np.asarray(basis.array), D, nu).reshape(-1, basis.irreps.dim)
+        for (mul, ir), sl in zip(basis.irreps, basis.irreps.slices()):
+            assert (str(ir), nu) not in coeffs, "reduced basis irreps are expected to be simplified"
+            coeffs[(str(ir), nu)] = summed[:, sl].reshape(-1, mul, ir.dim)
+    for L in irreps_out:
+        for nu in range(1, correlation + 1):
+            coeffs.setdefault((L, nu), np.zeros((len(sorted_monomials(D, nu)), 0, e3nn.Irrep(L).dim)))
+    return coeffs
+
+
 @functools.lru_cache(maxsize=None)
 def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> ContractionPlan:
     irreps = e3nn.Irreps("+".join(irreps_in))
     D = irreps.dim
-    monos = [[(i,) for i in range(D)]]  # all sorted tuples of each degree
-    for nu in range(2, correlation + 1):
-        monos.append(list(itertools.combinations_with_replacement(range(D), nu)))
-
+    monos = [sorted_monomials(D, nu) for nu in range(1, correlation + 1)]  # all sorted tuples of each degree
     # Coefficients of every sorted monomial for every (L, ν, path, M).
-    coeffs = {}  # (L, ν) → [n_monos_ν, P, 2L+1]
-    for nu in range(1, correlation + 1):
-        basis = e3nn.reduced_symmetric_tensor_product_basis(irreps, nu, keep_ir=list(irreps_out))
-        flat = np.asarray(basis.array).reshape(D**nu, -1)
-        key = {t: j for j, t in enumerate(monos[nu - 1])}
-        rows = np.array([key[tuple(sorted(t))] for t in itertools.product(range(D), repeat=nu)])
-        summed = np.zeros((len(monos[nu - 1]), flat.shape[1]))
-        np.add.at(summed, rows, flat)
-        for (mul, ir), sl in zip(basis.irreps, basis.irreps.slices()):
-            coeffs[(str(ir), nu)] = summed[:, sl].reshape(-1, mul, ir.dim)
-    for L in irreps_out:
-        for nu in range(1, correlation + 1):
-            coeffs.setdefault((L, nu), np.zeros((len(monos[nu - 1]), 0, e3nn.Irrep(L).dim)))
+    coeffs = monomial_coefficients(irreps_in, correlation, irreps_out)  # (L, ν) → [n_monos_ν, P, 2L+1]
 
     # Prune: keep a monomial if some output uses it, or a higher degree is built from it.
     used = [np.zeros(len(m), bool) for m in monos]

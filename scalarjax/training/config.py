@@ -74,14 +74,16 @@ class TrainingConfig:
     eval_every: int = 1
     test_every: int = 0  # >0: also log test-set metrics every N epochs (learning curves only; never used to select)
     time_limit_s: Optional[float] = None
+    # Fine-tuning (scalarjax.training.finetune): start from this run's model, statistics and parameters
+    # (+ this config's model.scalar_transforms); trainable: all | new (only added transforms and readouts).
+    init_from: Optional[str] = None
+    trainable: str = "all"
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
     run_dir: str = "runs/default"
     keep_checkpoints: int = 2
-    # Fine-tuning: start from the best parameters of this run directory (same model shapes).
-    init_from: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ def load_run(run_dir, dtype=None) -> Potential:
 
     from scalarjax.config import load_model_config
     from scalarjax.errors import RunDirError
+    from scalarjax.model import abstract_params, build_model
     from scalarjax.training.run_dir import check_model_matches, load_params
 
     run_dir = pathlib.Path(run_dir)
@@ -37,13 +38,11 @@ def load_run(run_dir, dtype=None) -> Potential:
         raise RunDirError(f"{run_dir / 'config.yaml'}: expected a mapping of sections, got {type(raw).__name__}")
     cfg = load_run_config(raw=raw)
     check_model_matches(run_dir, cfg.model)  # a hand-edited config.yaml must match the checkpoint
-    pot = Potential(cfg.model)
-    params = load_params(run_dir / "best", pot.params)
-    if dtype is None or dtype == cfg.model.dtype:
-        pot.params = params
-        return pot
-    model = load_model_config(cfg.model, dtype=dtype)
-    return Potential(model, params=jax.tree_util.tree_map(lambda x: x.astype(dtype), params))
+    model = cfg.model if dtype is None or dtype == cfg.model.dtype else load_model_config(cfg.model, dtype=dtype)
+    # Restore onto the parameters' abstract shapes and dtype (orbax casts): no init compilation
+    # (tens of seconds for MACE), and a float64 run loads as float32 without JAX's x64 mode.
+    params = load_params(run_dir / "best", abstract_params(build_model(model)))
+    return Potential(model, params=jax.tree_util.tree_map(jax.numpy.asarray, params))
 
 
 def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None, keys=None) -> dict:

@@ -8,7 +8,7 @@ Resume policy (decided *before* anything in the directory is written):
   (training settings such as ``max_epochs`` may change: that is how a run is extended);
 * anything else (another model or data, or a run without a fingerprint): refused with a
   :class:`~scalarjax.errors.RunDirError` saying what changed and how to start fresh
-  (a new ``output.run_dir``) or fine-tune (``output.init_from``).
+  (a new ``output.run_dir``) or fine-tune (``training.init_from``).
 
 ``best/`` (orbax, EMA parameters) is replaced with :func:`save_params`: written complete under
 ``best.tmp``, renamed to ``best.new``, then swapped in (:func:`scalarjax.fileio.replace_dir`), so a
@@ -90,7 +90,7 @@ def read_fingerprint(run_dir) -> Optional[dict]:
 
 def how_to_start_fresh(run_dir) -> str:
     return (f"to start fresh, choose a new output.run_dir (--set output.run_dir=runs/NEW) or delete {run_dir}; "
-            f"to fine-tune its parameters, use a new output.run_dir with --set output.init_from={run_dir}")
+            f"to fine-tune its parameters, use a new output.run_dir with --set training.init_from={run_dir}")
 
 
 def has_checkpoint(run_dir) -> bool:

@@ -41,7 +41,7 @@ from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph,
 from scalarjax.potential import Potential, make_potential
 from scalarjax.progress import bar
 from scalarjax.training.config import RunConfig, to_dict, validate_run_config
-from scalarjax.training import plots
+from scalarjax.training import finetune, plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
@@ -150,7 +150,10 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     validate_run_config(cfg)
     run_dir = pathlib.Path(cfg.output.run_dir)
     train_set, valid_set, test_set = read_split(cfg)
-    model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
+    if tc.init_from:  # fine-tuning: the base run's model and statistics (+ new transforms)
+        model_cfg, train_graphs, stats = finetune.model_with_statistics(cfg, train_set)
+    else:
+        model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=model_cfg)
     # Decide fresh / resume / refuse before anything in the run directory is written.
     fp = fingerprint(cfg)
@@ -162,6 +165,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     write_fingerprint(run_dir, fp)
 
     pot = Potential(model_cfg, seed=tc.seed)
+    pot.params, trainable_mask = finetune.initial_params(pot.params, tc)
     elements = pot.elements
     valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
     test_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in test_set] if tc.test_every > 0 else []
@@ -169,15 +173,11 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     potential_fn = pot.function(compute_stress)
     weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
     select_weights = selection_weights(tc)
-    optimizer = make_optimizer(tc)
+    optimizer = finetune.restrict(make_optimizer(tc), trainable_mask)
     steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
     step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
-    params = pot.params
-    if cfg.output.init_from and not resume:  # fine-tuning: start from another run's best parameters
-        params = load_params(pathlib.Path(cfg.output.init_from) / "best", pot.params)
-        print(f"initialised from {cfg.output.init_from}/best")
-    state = init_state(params, optimizer)
+    state = init_state(pot.params, optimizer)
     train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)

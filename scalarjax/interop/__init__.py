@@ -1,0 +1,1 @@
+"""Interoperability with other implementations (mace-torch model import)."""
