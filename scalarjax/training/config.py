@@ -73,6 +73,9 @@ class TrainingConfig:
     eval_every: int = 1
     test_every: int = 0  # >0: also log test-set metrics every N epochs (learning curves only; never used to select)
     time_limit_s: Optional[float] = None
+    # Data-parallel devices: "all" (every device JAX sees; all processes' under jax.distributed) or
+    # a count N; data.batch_size is the global batch, split into N equal parts (see training/parallel.py).
+    devices: Any = "all"
 
 
 @dataclasses.dataclass(frozen=True)

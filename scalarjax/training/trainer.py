@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -33,7 +34,7 @@ from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 from scalarjax.potential import Potential, make_potential
 from scalarjax.training.config import RunConfig, to_dict
-from scalarjax.training import plots
+from scalarjax.training import parallel, plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
@@ -116,30 +117,32 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     if tc.select_over not in SELECT_OVER:
         raise ValueError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
     progress = sys.stdout.isatty() if progress is None else progress
+    par = parallel.setup(tc.devices, cfg.data.batch_size)  # jax.distributed + device mesh; checked before any write
     run_dir = pathlib.Path(cfg.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_set, valid_set, test_set = read_split(cfg)
     model_cfg, train_graphs, stats = model_with_statistics(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=model_cfg)
-    with open(run_dir / "config.yaml", "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
     stats.update(n_train=len(train_set), n_valid=len(valid_set), n_test=len(test_set))
-    with open(run_dir / "statistics.json", "w") as f:
-        json.dump(stats, f, indent=1)
+    if par.is_primary:  # only process 0 writes the run directory (orbax coordinates the checkpoints)
+        with open(run_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+        with open(run_dir / "statistics.json", "w") as f:
+            json.dump(stats, f, indent=1)
 
     pot = Potential(model_cfg, seed=tc.seed)
     elements = pot.elements
     valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
     test_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in test_set] if tc.test_every > 0 else []
     compute_stress = any(c.stress is not None for c in train_set)
-    potential_fn = pot.function(compute_stress)
+    potential_fn = par.for_evaluation(pot.function(compute_stress))
     weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
     optimizer = make_optimizer(tc)
     steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
-    step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
-    state = init_state(pot.params, optimizer)
-    train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
+    step_fn = par.train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
+    state = par.replicate(init_state(pot.params, optimizer))
+    train_pad = par.pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
     loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False}
@@ -148,7 +151,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         state, loop = restored["state"], dict(restored["loop"])
         print(f"resumed from {run_dir}/checkpoints at epoch {loop['epoch']}")
     t_start = time.perf_counter()
-    log = open(run_dir / "metrics.jsonl", "a")
+    log = open(run_dir / "metrics.jsonl" if par.is_primary else os.devnull, "a")
     while loop["epoch"] < tc.max_epochs:
         epoch = loop["epoch"]
         if tc.stage_two_start > 0 and not loop["stage_two"] and epoch >= tc.stage_two_start * tc.max_epochs:
@@ -161,7 +164,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
         collected = []
-        for i, batch in enumerate(batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)):
+        for i, batch in enumerate(par.batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)):
             state, m = step_fn(state, batch, ew)
             collected.append(m)
             if progress and (i + 1) % max(1, steps_per_epoch // 10) == 0:
@@ -212,21 +215,24 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
     final = {"last_ema": {}}
     per_structure = {}
-    plots.learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+    if par.is_primary:
+        plots.learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
     for name, configs in (("valid", valid_set), ("test", test_set)):
         if configs:
             graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
             preds = predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress)
             final[name] = error_metrics(configs, preds)
             per_structure[name] = structure_errors(configs, preds)
-            plots.parity(configs, preds, run_dir / f"parity_{name}.png", f"{name} set, best EMA parameters")
+            if par.is_primary:
+                plots.parity(configs, preds, run_dir / f"parity_{name}.png", f"{name} set, best EMA parameters")
             print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
             # The EMA parameters at the end of the run, next to the selected ones (both are reported).
             last = predict(potential_fn, state.ema, graphs, cfg.data.valid_batch_size, compute_stress)
             final["last_ema"][name] = error_metrics(configs, last)
             per_structure[f"{name}_last_ema"] = structure_errors(configs, last)
-    with open(run_dir / "final_metrics.json", "w") as f:
-        json.dump(final, f, indent=1)
-    with open(run_dir / "structure_errors.json", "w") as f:
-        json.dump(per_structure, f)
+    if par.is_primary:
+        with open(run_dir / "final_metrics.json", "w") as f:
+            json.dump(final, f, indent=1)
+        with open(run_dir / "structure_errors.json", "w") as f:
+            json.dump(per_structure, f)
     return run_dir
