@@ -3,6 +3,7 @@
     scalarjax train CONFIG.yaml [--set training.lr=1e-3 ...]
     scalarjax evaluate RUN_DIR --data PATH [--out FILE]
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
+    scalarjax export RUN_DIR -o model.jaxexport [--dtype float32|float64] [--platforms cpu,cuda]
     scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
     scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
     scalarjax diagnose RUN_DIR [RUN_DIR ...] [--system si|ag|li|auto] [--only repulsion,phonons,nve,rdf]
@@ -69,13 +70,23 @@ def main(argv=None):
     d.add_argument("--quick", action="store_true", help="tiny MD budgets (smoke test)")
     d.add_argument("--dtype", choices=("float32", "float64"), default=None)
     d.add_argument("--seed", type=int, default=0)
+    x = sub.add_parser("export", help="serialise a trained run's E/F/S function with jax.export (runs without Flax or the model code)")
+    x.add_argument("run_dir")
+    x.add_argument("-o", "--out", required=True, help="output file, e.g. model.jaxexport")
+    x.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+    x.add_argument("--platforms", default="cpu,cuda", help="comma-separated jax.export platforms (default cpu,cuda)")
     args = ap.parse_args(argv)
 
     if args.command == "train":
         from scalarjax.training.config import load_run_config
+        from scalarjax.training.parallel import ParallelSetupError
         from scalarjax.training.trainer import train
 
-        run_dir = train(load_run_config(args.config, args.set))
+        try:
+            run_dir = train(load_run_config(args.config, args.set))
+        except ParallelSetupError as err:  # devices / processes: a user error, one line
+            print(f"scalarjax train: {err}", file=sys.stderr)
+            return 2
         print(f"run written to {run_dir}")
     elif args.command == "evaluate":
         from scalarjax.training.evaluate import evaluate_run
@@ -87,6 +98,21 @@ def main(argv=None):
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(metrics, f, indent=1)
+    elif args.command == "export":
+        import pathlib
+
+        if args.dtype == "float64":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        from scalarjax.export import export_run
+
+        if not (pathlib.Path(args.run_dir) / "config.yaml").exists():
+            print(f"scalarjax export: {args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
+            return 2
+        meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
+        print(f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
+              f"jax {meta['jax']}) to {args.out}")
     elif args.command == "flops":
         import yaml
 

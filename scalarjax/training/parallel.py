@@ -89,6 +89,29 @@ def distributed_request() -> Optional[dict]:
     return None
 
 
+def _wait_for_coordinator(address: str, timeout_s: float, pid: int, n: int) -> None:
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ParallelSetupError(f"JAX_COORDINATOR_ADDRESS={address!r}: expected HOST:PORT") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ParallelSetupError(
+                    f"jax.distributed: the coordinator {address} did not answer within {timeout_s:g} s (process {pid} of {n}; "
+                    f"is process 0 running there? {TIMEOUT_ENV} sets the wait): {err}") from None
+            time.sleep(0.25)
+
+
 def initialize_distributed() -> bool:
     """Start ``jax.distributed`` if the environment asks for several processes (see
     :func:`distributed_request`); must run before JAX's backends start. True if it runs."""
@@ -98,6 +121,10 @@ def initialize_distributed() -> bool:
     if kwargs is None:
         return False
     where = kwargs.get("coordinator_address", kwargs.get("cluster_detection_method"))
+    if kwargs.get("process_id", 0) != 0:
+        # JAX aborts the whole process (absl LOG(FATAL)) when the coordinator does not answer in
+        # time; probing its port first turns the common case into a one-line error.
+        _wait_for_coordinator(kwargs["coordinator_address"], kwargs["initialization_timeout"], kwargs["process_id"], kwargs["num_processes"])
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as err:  # JAX raises a long gRPC error (DEADLINE_EXCEEDED, UNAVAILABLE)
