@@ -107,8 +107,9 @@ def main(argv=None):
             jax.config.update("jax_enable_x64", True)
         from scalarjax.export import export_run
 
-        if not (pathlib.Path(args.run_dir) / "config.yaml").exists():
-            print(f"scalarjax export: {args.run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
+        missing = [n for n in ("config.yaml", "best") if not (pathlib.Path(args.run_dir) / n).exists()]
+        if missing:
+            print(f"scalarjax export: {args.run_dir}: not a finished run directory (no {' or '.join(missing)})", file=sys.stderr)
             return 2
         meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
         print(f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
