@@ -79,17 +79,6 @@ def losses(run_dir):
     return [json.loads(line)["train_loss"] for line in open(run_dir / "metrics.jsonl")]
 
 
-@pytest.fixture(scope="module")
-def reference(data_file, tmp_path_factory):
-    """The single-device, single-process run (2 epochs of 3 steps) the others must reproduce."""
-    from scalarjax.training.config import load_run_config
-    from scalarjax.training.trainer import train
-
-    assert jax.device_count() == 1
-    run = train(load_run_config(raw=raw_config(data_file, tmp_path_factory.mktemp("ref") / "one")), progress=False)
-    return run, {step: restore_state(run, step) for step in (1, 2)}
-
-
 TWO_DEVICES = """
 import json, sys
 import jax
@@ -98,10 +87,12 @@ from scalarjax.training.parallel import ParallelSetupError
 from scalarjax.training.trainer import train
 raw = json.loads(sys.argv[1])
 assert jax.device_count() == 2, jax.devices()
-for devices, epochs in ((2, 1), (1, 2)):  # epoch 1 on 2 devices, then resumed on 1
-    raw["training"].update(devices=devices, max_epochs=epochs)
-    train(load_run_config(raw=raw), progress=False)
-bad = json.loads(json.dumps(raw).replace("resumed", "bad"))
+# the reference: 1 device, 2 epochs; then epoch 1 on 2 devices, resumed on 1 device for epoch 2
+for name, devices, epochs in (("one", 1, 2), ("resumed", 2, 1), ("resumed", 1, 2)):
+    cfg = json.loads(json.dumps(raw).replace("RUN", name))
+    cfg["training"].update(devices=devices, max_epochs=epochs)
+    train(load_run_config(raw=cfg), progress=False)
+bad = json.loads(json.dumps(raw).replace("RUN", "bad"))
 bad["data"]["batch_size"] = 3
 bad["training"]["devices"] = "all"
 try:
@@ -112,23 +103,32 @@ except ParallelSetupError as err:
 """
 
 
-def test_one_vs_two_devices_and_resume_on_one(data_file, reference, tmp_path):
-    one, ref = reference
-    raw = raw_config(data_file, tmp_path / "resumed")
+@pytest.fixture(scope="module")
+def runs(data_file, tmp_path_factory):
+    """One process with 2 CPU devices: the 1-device reference run and the 2 → 1 device run. (One
+    process, so that XLA's compilation cache serves the programs they share.)"""
+    root = tmp_path_factory.mktemp("runs")
+    raw = raw_config(data_file, root / "RUN")
     proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, json.dumps(raw)], capture_output=True, text=True, timeout=900,
                           env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / "resumed"
+    ref = {step: restore_state(root / "one", step) for step in (1, 2)}
+    return root, ref, proc.stdout
+
+
+def test_one_vs_two_devices_and_resume_on_one(runs):
+    root, ref, stdout = runs
+    one, run = root / "one", root / "resumed"
     # epoch 1 (three steps of 4, 4 and 1 graphs) on 2 devices = on 1 device: loss, params, optimiser state, EMA
     assert losses(run)[0] == pytest.approx(losses(one)[0], rel=1e-12)
     assert_same_state([np.asarray(x) for x in jax.tree.leaves(ref[1])], state_leaves(run, 1, like=ref[1]))
     # its checkpoint resumed on 1 device: epoch 2 ends where the 1-device run ends
-    assert "resumed from" in proc.stdout
+    assert "resumed from" in stdout
     assert losses(run)[1] == pytest.approx(losses(one)[1], rel=1e-12)
     assert_same_state([np.asarray(x) for x in jax.tree.leaves(ref[2])], state_leaves(run, 2, like=ref[2]))
     # bad batch size: one line naming the key, and nothing written
-    assert "ERROR: data.batch_size: 3 is not divisible by the 2 devices" in proc.stdout
-    assert not (tmp_path / "bad").exists()
+    assert "ERROR: data.batch_size: 3 is not divisible by the 2 devices" in stdout
+    assert not (root / "bad").exists()
 
 
 def _free_port() -> int:
@@ -137,8 +137,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(data_file, reference, tmp_path):
-    one, ref = reference
+def test_two_processes_match_one(data_file, runs, tmp_path):
+    root, ref, _ = runs
+    one = root / "one"
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(raw_config(data_file, tmp_path / "two", max_epochs=1)))
     env = _env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2", SCALARJAX_DISTRIBUTED_TIMEOUT="300")
