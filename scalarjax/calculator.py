@@ -77,6 +77,14 @@ class Calculator(ASECalculator):
 
         return cls(load_run(run_dir, dtype), **kwargs)
 
+    @classmethod
+    def from_export(cls, path, **kwargs) -> "Calculator":
+        """A model exported with ``scalarjax export`` (``jax.export`` StableHLO, ``scalarjax.export``):
+        runs with JAX alone, without Flax or the model code; the export's dtype and species."""
+        from scalarjax.export import ExportedPotential
+
+        return cls(ExportedPotential(path), **kwargs)
+
     @property
     def config(self) -> ModelConfig:
         return self.potential.config

@@ -3,6 +3,7 @@
     scalarjax train CONFIG.yaml [--set training.lr=1e-3 ...]
     scalarjax evaluate RUN_DIR --data PATH [--out FILE]
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
+    scalarjax export RUN_DIR -o model.jaxexport [--dtype float32|float64] [--platforms cpu,cuda]
     scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
     scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
     scalarjax import-mace MODEL_FILE|DUMP.npz -o RUN_DIR [--dtype float32|float64]
@@ -136,13 +137,23 @@ def _main(argv=None) -> int:
     im.add_argument("-o", "--out", required=True, help="new run directory")
     im.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="parameter precision of the run (converted in float64 either way)")
+    x = sub.add_parser("export", help="serialise a trained run's E/F/S function with jax.export (runs without Flax or the model code)")
+    x.add_argument("run_dir")
+    x.add_argument("-o", "--out", required=True, help="output file, e.g. model.jaxexport")
+    x.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+    x.add_argument("--platforms", default="cpu,cuda", help="comma-separated jax.export platforms (default cpu,cuda)")
     args = ap.parse_args(argv)
 
     if args.command == "train":
         from scalarjax.training.config import load_run_config
+        from scalarjax.training.parallel import ParallelSetupError
         from scalarjax.training.trainer import train
 
-        run_dir = train(load_run_config(args.config, args.set))
+        try:
+            run_dir = train(load_run_config(args.config, args.set))
+        except ParallelSetupError as err:  # devices / processes: a user error, one line
+            print(f"scalarjax train: {err}", file=sys.stderr)
+            return 2
         print(f"run written to {run_dir}")
     elif args.command == "evaluate":
         from scalarjax.training.evaluate import evaluate_run
@@ -155,6 +166,22 @@ def _main(argv=None) -> int:
             from scalarjax.fileio import write_json
 
             write_json(args.out, metrics)
+    elif args.command == "export":
+        import pathlib
+
+        if args.dtype == "float64":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        from scalarjax.export import export_run
+
+        missing = [n for n in ("config.yaml", "best") if not (pathlib.Path(args.run_dir) / n).exists()]
+        if missing:
+            print(f"scalarjax: error: {args.run_dir}: not a finished run directory (no {' or '.join(missing)})", file=sys.stderr)
+            return 2
+        meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
+        print(f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
+              f"jax {meta['jax']}) to {args.out}")
     elif args.command == "flops":
         import yaml
 

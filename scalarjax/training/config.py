@@ -78,6 +78,9 @@ class TrainingConfig:
     # (+ this config's model.scalar_transforms); trainable: all | new (only added transforms and readouts).
     init_from: Optional[str] = None
     trainable: str = "all"
+    # Data-parallel devices: "all" (every device JAX sees; all processes' under jax.distributed) or
+    # a count N; data.batch_size is the global batch, split into N equal parts (see training/parallel.py).
+    devices: Any = "all"
 
 
 @dataclasses.dataclass(frozen=True)

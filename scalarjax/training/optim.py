@@ -95,12 +95,17 @@ def set_lr(state: TrainState, lr: float) -> TrainState:
     return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))
 
 
-def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema_decay: float, warmup_steps: int):
-    """``(state, batch, energy_weight) → (state, metrics)``, jitted with the state donated."""
+def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema_decay: float, warmup_steps: int,
+                    terms_fn: Callable = loss_terms, jit: bool = True):
+    """``(state, batch, energy_weight) → (state, metrics)``, jitted with the state donated.
+
+    ``terms_fn(pred, batch, weights)`` gives the loss terms (default :func:`loss_terms`; the
+    data-parallel step passes its global-batch version, ``scalarjax.training.parallel``);
+    ``jit=False`` returns the plain function for a caller that jits it with shardings."""
 
     def loss_fn(params, batch, energy_weight):
         pred = potential_fn(params, batch)
-        terms = loss_terms(pred, batch, weights)
+        terms = terms_fn(pred, batch, weights)
         total = terms["total"] + (energy_weight - weights.energy) * terms["energy"]
         return total, terms
 
@@ -124,4 +129,4 @@ def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema
         metrics["skipped"] = (~finite).astype(jnp.int32)
         return new, metrics
 
-    return jax.jit(step, donate_argnums=(0,))
+    return jax.jit(step, donate_argnums=(0,)) if jit else step

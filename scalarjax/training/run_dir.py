@@ -193,19 +193,36 @@ def save_params(path, params) -> None:
     complete copy: write ``path.tmp`` (orbax), rename it to ``path.new``, swap it in."""
     import orbax.checkpoint as ocp
 
+    import os
+
+    import jax
+
     path = pathlib.Path(path).absolute()
-    recover_dir(path)
     tmp, new = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".new")
-    for stale in [new, *path.parent.glob(path.name + ".tmp*")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    # Under jax.distributed every process takes part in orbax's save; only process 0 renames.
+    primary = jax.process_index() == 0
+    if primary:
+        recover_dir(path)
+        for stale in [new, *path.parent.glob(path.name + ".tmp*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+    _barrier(f"save_params:{path}:start")
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(tmp, params)
     ckpt.wait_until_finished()
     ckpt.close()
-    import os
+    if primary:
+        os.replace(tmp, new)
+        replace_dir(new, path)
+    _barrier(f"save_params:{path}:end")
 
-    os.replace(tmp, new)
-    replace_dir(new, path)
+
+def _barrier(name: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _existing(path: pathlib.Path) -> pathlib.Path:

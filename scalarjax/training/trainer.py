@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -41,7 +42,7 @@ from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph,
 from scalarjax.potential import Potential, make_potential
 from scalarjax.progress import bar
 from scalarjax.training.config import RunConfig, to_dict, validate_run_config
-from scalarjax.training import finetune, plots
+from scalarjax.training import finetune, parallel, plots
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
@@ -148,6 +149,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         raise InputError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
     progress = sys.stderr.isatty() if progress is None else progress
     validate_run_config(cfg)
+    par = parallel.setup(tc.devices, cfg.data.batch_size)  # jax.distributed + device mesh; checked before any write
     run_dir = pathlib.Path(cfg.output.run_dir)
     train_set, valid_set, test_set = read_split(cfg)
     if tc.init_from:  # fine-tuning: the base run's model and statistics (+ new transforms)
@@ -158,11 +160,12 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     # Decide fresh / resume / refuse before anything in the run directory is written.
     fp = fingerprint(cfg)
     resume = decide_resume(run_dir, fp, dataclasses.asdict(cfg.data))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     stats.update(n_train=len(train_set), n_valid=len(valid_set), n_test=len(test_set))
-    write_json(run_dir / "statistics.json", stats)
-    write_fingerprint(run_dir, fp)
+    if par.is_primary:  # only process 0 writes the run directory (orbax coordinates the checkpoints)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_json(run_dir / "statistics.json", stats)
+        write_fingerprint(run_dir, fp)
 
     pot = Potential(model_cfg, seed=tc.seed)
     pot.params, trainable_mask = finetune.initial_params(pot.params, tc)
@@ -170,15 +173,15 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     valid_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in valid_set]
     test_graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in test_set] if tc.test_every > 0 else []
     compute_stress = any(c.stress is not None for c in train_set)
-    potential_fn = pot.function(compute_stress)
+    potential_fn = par.for_evaluation(pot.function(compute_stress))
     weights = LossWeights(tc.energy_weight, tc.forces_weight, tc.stress_weight, tc.huber_delta)
     select_weights = selection_weights(tc)
     optimizer = finetune.restrict(make_optimizer(tc), trainable_mask)
     steps_per_epoch = math.ceil(len(train_graphs) / cfg.data.batch_size)
     raw_fn = make_potential(pot.model.apply, model_cfg.r_max, pot.dtype, compute_stress)
-    step_fn = make_train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
-    state = init_state(pot.params, optimizer)
-    train_pad = max_pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
+    step_fn = par.train_step(raw_fn, weights, optimizer, tc.ema_decay, int(tc.warmup_epochs * steps_per_epoch))
+    state = par.replicate(init_state(pot.params, optimizer))
+    train_pad = par.pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None
 
     manager = _checkpoint_manager(run_dir, cfg.output.keep_checkpoints)
     loop = {"epoch": 0, "lr": tc.lr, "best_score": None, "bad_epochs": 0, "energy_weight": tc.energy_weight, "stage_two": False}
@@ -186,9 +189,10 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         restored = restore_latest(manager, state)
         state, loop = restored["state"], dict(restored["loop"])
         print(f"resumed from {run_dir}/checkpoints at epoch {loop['epoch']}")
-    truncate_metrics(run_dir / "metrics.jsonl", loop["epoch"])  # an epoch killed before its checkpoint is logged once
+    if par.is_primary:
+        truncate_metrics(run_dir / "metrics.jsonl", loop["epoch"])  # an epoch killed before its checkpoint is logged once
     t_start = time.perf_counter()
-    log = open(run_dir / "metrics.jsonl", "a")
+    log = open(run_dir / "metrics.jsonl" if par.is_primary else os.devnull, "a")
     while loop["epoch"] < tc.max_epochs:
         epoch = loop["epoch"]
         if tc.stage_two_start > 0 and not loop["stage_two"] and epoch >= tc.stage_two_start * tc.max_epochs:
@@ -201,7 +205,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
         collected = []
-        epoch_batches = batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)
+        epoch_batches = par.batches(train_graphs, cfg.data.batch_size, shuffle=True, seed=tc.seed * 100003 + epoch, size=train_pad)
         for batch in bar(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}/{tc.max_epochs}", progress, unit="step"):
             state, m = step_fn(state, batch, ew)
             collected.append(m)
@@ -250,21 +254,24 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     best = load_params(run_dir / "best", state.ema) if (run_dir / "best").exists() else state.ema
     final = {"last_ema": {}}
     per_structure = {}
-    with atomic_path(run_dir / "learning_curve.png") as tmp:
-        plots.learning_curve(run_dir / "metrics.jsonl", tmp)
+    if par.is_primary:
+        with atomic_path(run_dir / "learning_curve.png") as tmp:
+            plots.learning_curve(run_dir / "metrics.jsonl", tmp)
     for name, configs in (("valid", valid_set), ("test", test_set)):
         if configs:
             graphs = [configuration_to_graph(c, elements, model_cfg.r_max) for c in configs]
             preds = predict(potential_fn, best, graphs, cfg.data.valid_batch_size, compute_stress)
             final[name] = error_metrics(configs, preds)
             per_structure[name] = structure_errors(configs, preds)
-            with atomic_path(run_dir / f"parity_{name}.png") as tmp:
-                plots.parity(configs, preds, tmp, f"{name} set, best EMA parameters")
+            if par.is_primary:
+                with atomic_path(run_dir / f"parity_{name}.png") as tmp:
+                    plots.parity(configs, preds, tmp, f"{name} set, best EMA parameters")
             print(f"\n{name} ({len(configs)} configurations), best EMA parameters:\n{format_table(final[name])}")
             # The EMA parameters at the end of the run, next to the selected ones (both are reported).
             last = predict(potential_fn, state.ema, graphs, cfg.data.valid_batch_size, compute_stress)
             final["last_ema"][name] = error_metrics(configs, last)
             per_structure[f"{name}_last_ema"] = structure_errors(configs, last)
-    write_json(run_dir / "final_metrics.json", final)
-    write_json(run_dir / "structure_errors.json", per_structure, indent=None)
+    if par.is_primary:
+        write_json(run_dir / "final_metrics.json", final)
+        write_json(run_dir / "structure_errors.json", per_structure, indent=None)
     return run_dir
