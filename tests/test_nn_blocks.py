@@ -8,13 +8,12 @@ same real basis: ``x_ir → D_ir(R) x_ir`` along the ``m`` axis.
 
 from __future__ import annotations
 
-import itertools
-
 import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from physics_utils import random_orthogonal
 
 from scalarjax.nn.linear import IrrepsLinear, SpeciesLinear
 from scalarjax.nn.radial import bessel_basis, polynomial_cutoff, radial_embedding
@@ -22,14 +21,6 @@ from scalarjax.nn.symmetric_contraction import SymmetricContraction
 from scalarjax.nn.tensor_product import channelwise_tp_aggregate, channelwise_tp_plan
 
 IRREPS = ("0e", "1o", "2e")
-
-
-def _rotation(seed: int, reflect: bool) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return -q if reflect else q
 
 
 def _rotate(x: dict, R: np.ndarray) -> dict:
@@ -60,7 +51,7 @@ def test_channelwise_tensor_product_is_equivariant(reflect):
     w = jnp.asarray(rng.normal(size=(E, plan.num_paths, C)))
     h = _features(rng, E, C)
     receivers = jnp.asarray(rng.integers(0, N, E))
-    R = _rotation(1, reflect)
+    R = random_orthogonal(1, reflect)
 
     def sh(v):
         return e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(lmax), jnp.asarray(v), normalize=True, normalization="component").array
@@ -102,7 +93,7 @@ def test_symmetric_contraction_is_equivariant(reflect):
     mod = SymmetricContraction(("0e", "1o", "2e"), 3, S, jnp.float64)
     x = _features(rng, N, C, ("0e", "1o", "2e", "3o"))
     params = mod.init(jax.random.PRNGKey(0), x, onehot)
-    _assert_equivariant(lambda f: mod.apply(params, f, onehot), x, _rotation(4, reflect))
+    _assert_equivariant(lambda f: mod.apply(params, f, onehot), x, random_orthogonal(4, reflect))
 
 
 def test_symmetric_contraction_matches_the_dense_basis():
@@ -138,7 +129,7 @@ def test_linears_are_equivariant_and_species_linear_selects_the_species(reflect)
     species = jnp.asarray(rng.integers(0, S, N))
     onehot = jax.nn.one_hot(species, S, dtype=jnp.float64)
     x = _features(rng, N, C)
-    R = _rotation(7, reflect)
+    R = random_orthogonal(7, reflect)
     lin = IrrepsLinear({"0e": 4, "1o": 2, "2e": 5}, jnp.float64)
     p = lin.init(jax.random.PRNGKey(0), x)
     _assert_equivariant(lambda f: lin.apply(p, f), x, R)
