@@ -104,10 +104,9 @@ def param_count(cfg, atomic_numbers) -> int:
     import numpy as np
 
     from scalarjax.config import load_model_config
-    from scalarjax.model import build_model, dummy_inputs
+    from scalarjax.model import abstract_params, build_model
 
-    model = build_model(load_model_config(cfg.model, atomic_numbers=atomic_numbers))
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), *dummy_inputs(model.config))
+    shapes = abstract_params(build_model(load_model_config(cfg.model, atomic_numbers=atomic_numbers)))
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 
 
@@ -193,13 +192,6 @@ def collect(spec: RunSpec, wall_s: float, extra: list[str], git: dict) -> dict:
     }
 
 
-def write_atomic(path: pathlib.Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: per-structure lists are long
-    os.replace(tmp, path)
-
-
 def commit(path: pathlib.Path, message: str) -> None:
     for attempt in range(10):  # another git process may hold the index lock for a moment
         add = subprocess.run(["git", "add", "--", str(path)], cwd=ROOT, capture_output=True, text=True)
@@ -220,7 +212,10 @@ def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict) -> dict:
     t0 = time.perf_counter()
     train(cfg, progress=False)
     result = collect(spec, time.perf_counter() - t0, extra, git)
-    write_atomic(spec.result_path, result)
+    from scalarjax.fileio import write_json
+
+    spec.result_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(spec.result_path, result, indent=None)  # compact: per-structure lists are long
     test = result["best"]["test"]["all"] if result["best"].get("test") else {}
     summary = ", ".join(f"{k.split('_')[0][0].upper()} {v['mae']:.2f}" for k, v in test.items() if v["mae"] is not None)
     msg = f"campaign {spec.key}: test MAE {summary} ({result['wall_s'] / 60:.1f} min, {result['n_params']} params)"

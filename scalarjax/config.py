@@ -188,6 +188,17 @@ def from_dict(cls, data: Mapping[str, Any], path: str = "model"):
     return cls(**{k: _coerce(v, hints[k], f"{path}.{k}") for k, v in data.items()})
 
 
+def read_yaml(path):
+    """The YAML document at ``path`` (``{}`` when empty); invalid YAML is an :class:`InputError` naming the file."""
+    import yaml
+
+    with open(path) as f:
+        try:
+            return yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+
+
 def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
     """``config``: None (defaults), a ``ModelConfig``, a dict of overrides, or a YAML path.
 
@@ -202,11 +213,7 @@ def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
     elif isinstance(config, (str, pathlib.Path)):
         import yaml
 
-        with open(config) as f:
-            try:
-                loaded = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise InputError(f"{config}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+        loaded = read_yaml(config)
         if not isinstance(loaded, Mapping):
             raise ConfigTypeError(f"{config}: expected a mapping of model settings, got {type(loaded).__name__}")
         base = dict(loaded.get("model", loaded))

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from scalarjax.config import ModelConfig, _coerce, from_dict
+from scalarjax.config import ModelConfig, _coerce, from_dict, read_yaml
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 import typing
 
@@ -136,11 +136,7 @@ def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: 
     if raw is None:
         raw = {}
         if path:
-            with open(path) as f:
-                try:
-                    raw = yaml.safe_load(f) or {}
-                except yaml.YAMLError as err:
-                    raise InputError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+            raw = read_yaml(path)
             if not isinstance(raw, dict):
                 raise ConfigTypeError(f"{path}: expected a mapping of sections (model, data, training, output), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -161,6 +157,7 @@ def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: 
 
 OPTIMIZERS = ("adam", "amsgrad", "adamw")
 SCHEDULERS = ("plateau", "cosine", "constant")
+SELECT_OVER = ("stage_two", "run")
 
 
 def validate_run_config(cfg: RunConfig) -> None:
@@ -177,6 +174,7 @@ def validate_run_config(cfg: RunConfig) -> None:
     need(finite(t.lr) and t.lr > 0, "training.lr", t.lr, "must be a positive number")
     need(t.optimizer in OPTIMIZERS, "training.optimizer", t.optimizer, f"is not one of {OPTIMIZERS}")
     need(t.scheduler in SCHEDULERS, "training.scheduler", t.scheduler, f"is not one of {SCHEDULERS}")
+    need(t.select_over in SELECT_OVER, "training.select_over", t.select_over, f"is not one of {SELECT_OVER}")
     need(t.max_epochs >= 1, "training.max_epochs", t.max_epochs, "must be at least 1")
     need(0 <= t.ema_decay < 1, "training.ema_decay", t.ema_decay, "must be in [0, 1) (0 disables the EMA)")
     need(t.eval_every >= 1, "training.eval_every", t.eval_every, "must be at least 1")

@@ -51,9 +51,6 @@ from scalarjax.training.run_dir import (decide_resume, fingerprint, load_params,
 from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
 
 
-SELECT_OVER = ("stage_two", "run")
-
-
 class TrainingDiverged(UserError, RuntimeError):
     """Too many non-finite steps: a setting (learning rate, data) to change, reported in one line."""
 
@@ -145,8 +142,6 @@ def _score(metrics: dict, w: LossWeights) -> float:
 
 def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
     tc = cfg.training
-    if tc.select_over not in SELECT_OVER:
-        raise InputError(f"training.select_over: {tc.select_over!r} is not one of {SELECT_OVER}")
     progress = sys.stderr.isatty() if progress is None else progress
     validate_run_config(cfg)
     par = parallel.setup(tc.devices, cfg.data.batch_size)  # jax.distributed + device mesh; checked before any write
