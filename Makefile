@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m scalarjax.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses 4 tests
 
 bench: $(STAMP)
 	$(PY) experiments/bench_inference.py
