@@ -142,6 +142,34 @@ def test_linears_are_equivariant_and_species_linear_selects_the_species(reflect)
         np.testing.assert_allclose(y["1o"][n], x["1o"][n] @ W[species[n]] / np.sqrt(C), atol=1e-12)
 
 
+def test_many_species_gather_equals_selecting_among_all_species(monkeypatch):
+    """Above GATHER_ABOVE_SPECIES species the node's own weights are gathered; the result equals the
+    select-among-all-species path for the same parameters (padding nodes, with an all-zero one-hot
+    row, stay exactly zero), so foundation-model imports (89 species) are exact and fast."""
+    import scalarjax.nn.linear as linear_mod
+    import scalarjax.nn.symmetric_contraction as sc_mod
+
+    rng = np.random.default_rng(8)
+    N, C, S = 7, 3, 12
+    species = jnp.asarray(rng.integers(0, S, N))
+    onehot = jax.nn.one_hot(species, S, dtype=jnp.float64).at[-1].set(0.0)  # last node: padding
+    x = _features(rng, N, C, ("0e", "1o", "2e"))
+    sc = SymmetricContraction(("0e", "1o"), 3, S, jnp.float64)
+    sl = SpeciesLinear({"0e": 4, "1o": 2}, S, jnp.float64)
+    p_sc = sc.init(jax.random.PRNGKey(0), x, onehot)
+    p_sl = sl.init(jax.random.PRNGKey(1), x, onehot)
+    outs = {}
+    for threshold in (S - 1, S):  # gather, then select among all
+        monkeypatch.setattr(linear_mod, "GATHER_ABOVE_SPECIES", threshold)
+        monkeypatch.setattr(sc_mod, "GATHER_ABOVE_SPECIES", threshold)
+        outs[threshold] = (sc.apply(p_sc, x, onehot), sl.apply(p_sl, x, onehot))
+    for gathered, selected in zip(outs[S - 1], outs[S]):
+        for ir in selected:
+            assert np.abs(np.asarray(selected[ir][:-1])).max() > 1e-3
+            np.testing.assert_allclose(gathered[ir], selected[ir], rtol=1e-12, atol=1e-13, err_msg=ir)
+            assert not np.asarray(gathered[ir][-1]).any()
+
+
 def test_radial_basis_and_envelope_are_smooth_at_r_max():
     """u(r_max) = u'(r_max) = u''(r_max) = 0 (C²) and u ≡ 0 beyond; the embedding vanishes there
     with its first two derivatives; Bessel modes are orthonormal on [0, r_max] with weight r²."""

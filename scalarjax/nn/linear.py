@@ -42,11 +42,23 @@ class IrrepsLinear(nn.Module):
         return out
 
 
+# Species-indexed weights: up to this many species every species' output is computed by one GEMM and
+# the node's own is selected (fastest for a few species); above it the node's own weights are gathered
+# (the work per atom then does not grow with the species count: 89 for MACE-MP-0).
+GATHER_ABOVE_SPECIES = 8
+
+
+def species_index(onehot: jnp.ndarray) -> jnp.ndarray:
+    """``[N, S]`` one-hot (all-zero rows for padding nodes) → ``[N]`` int species index (0 for padding)."""
+    return jnp.argmax(onehot, axis=1)
+
+
 class SpeciesLinear(nn.Module):
     """Species-indexed linear map (MACE's ``skip_tp`` with one-hot node attributes).
 
     ``y_ir[n] = x_ir[n] @ W_ir[s_n] / sqrt(C_in)``, computed as one GEMM on the
-    species-expanded input ``onehot[n, s] · x[n, m, c]`` reshaped to ``[N·(2l+1), S·C_in]``.
+    species-expanded input ``onehot[n, s] · x[n, m, c]`` reshaped to ``[N·(2l+1), S·C_in]``; with more
+    than ``GATHER_ABOVE_SPECIES`` species, as a batched product with each node's gathered ``W[s_n]``.
     """
 
     irreps_out: dict
@@ -64,6 +76,10 @@ class SpeciesLinear(nn.Module):
             w = self.param(f"w_{ir}", _normal(self.dtype), (S, c_in, c_out))
             if S == 1:
                 out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w[0] * (1.0 / np.sqrt(c_in)))
+                continue
+            if S > GATHER_ABOVE_SPECIES:
+                w_n = w[species_index(onehot)] * jnp.sum(onehot, axis=1)[:, None, None]  # [N, C_in, C_out]
+                out[ir] = jnp.einsum("nmc,ncd->nmd", x[ir], w_n * (1.0 / np.sqrt(c_in)))
                 continue
             xs = (onehot[:, None, :, None] * x[ir][:, :, None, :]).reshape(n, m, S * c_in)
             out[ir] = jnp.einsum("nmk,kd->nmd", xs, w.reshape(S * c_in, c_out) * (1.0 / np.sqrt(c_in)))

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scalarjax.nn.features import Features
+from scalarjax.nn.linear import GATHER_ABOVE_SPECIES, species_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,17 +166,25 @@ class SymmetricContraction(nn.Module):
         # One species: a multiply-reduce over k per output component m was fastest on CPU.
         # Several species: one channel-batched dot for all species, then the species is selected
         # (a reduce per (species, m) gets its product materialised, which was slower).
+        # Many species (foundation models: 89): the node's own weights are gathered instead, so the
+        # work per atom does not grow with the number of species.
         bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
         W_blocks = jnp.split(W, bounds, axis=1)
         S, Mt = self.num_species, W.shape[2]
+        gather = S > GATHER_ABOVE_SPECIES
+        species = species_index(onehot) if gather else None
         B = 0.0
         for mono, Wb in zip(monos, W_blocks):
             if S == 1:
                 B = B + jnp.stack([jnp.sum(mono * Wb[0][None, :, m, :], axis=1) for m in range(Mt)], axis=1)
+            elif gather:
+                B = B + jnp.einsum("nkc,nkmc->nmc", mono, Wb[species])
             else:
                 Wc = jnp.transpose(Wb, (3, 1, 0, 2)).reshape(C, -1, S * Mt)  # [C, K_ν, S·Mt]
                 B = B + jnp.einsum("nkc,ckj->njc", mono, Wc).reshape(mono.shape[0], S, Mt, C)
-        if S > 1:
+        if gather:
+            B = B * jnp.sum(onehot, axis=1)[:, None, None]  # padding nodes (no species) stay zero
+        elif S > 1:
             B = jnp.einsum("nsmc,ns->nmc", B, onehot)
         out, start = {}, 0
         for L, d in zip(self.irreps_out, dims):
