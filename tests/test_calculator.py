@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -31,18 +32,20 @@ def test_properties_and_stress_convention(calc):
     assert f.shape == (8, 3) and np.abs(f.sum(0)).max() < 1e-10
     s = atoms.get_stress()
     assert s.shape == (6,)
-    # ASE convention: σ = (1/V) dE/dε; check the xx component against a finite strain.
+    # ASE convention σ = (1/V) dE/dε in Voigt order [xx, yy, zz, yz, xz, xy]: every component against
+    # its own finite strain (ε symmetric: a shear enters as ε_ij = ε_ji = ±h/2).
     h = 1e-5
-    es = []
-    for sign in (1, -1):
-        st = atoms.copy()
-        st.calc = calc
-        st.set_cell(atoms.cell @ np.diag([1 + sign * h, 1, 1]), scale_atoms=True)
-        es.append(st.get_potential_energy())
-    assert (es[0] - es[1]) / (2 * h) / atoms.get_volume() == pytest.approx(s[0], rel=1e-6)
-    # Voigt order [xx, yy, zz, yz, xz, xy] matches the full tensor.
-    full = atoms.get_stress(voigt=False)
-    assert np.allclose(s, [full[0, 0], full[1, 1], full[2, 2], full[1, 2], full[0, 2], full[0, 1]])
+    for k, (i, j) in enumerate([(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]):
+        es = []
+        for sign in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[i, j] += sign * h / 2
+            eps[j, i] += sign * h / 2
+            st = atoms.copy()
+            st.calc = calc
+            st.set_cell(atoms.cell @ (np.eye(3) + eps), scale_atoms=True)
+            es.append(st.get_potential_energy())
+        assert (es[0] - es[1]) / (2 * h) / atoms.get_volume() == pytest.approx(s[k], rel=1e-5, abs=1e-9), k
 
 
 def test_non_periodic_has_no_stress(calc):
@@ -103,14 +106,24 @@ def test_from_config_variants(tmp_path):
     assert ModelConfig().r_max == 5.0
 
 
-def test_float32_default_dtype():
-    calc = Calculator.from_config({**TINY, "dtype": "float32"}, seed=1)
-    atoms = Atoms("OSi", positions=[[0, 0, 0], [1.6, 0, 0]])
-    out = calc.potential  # float32 outputs even though x64 is on in the tests
-    atoms.calc = calc
-    f = atoms.get_forces()
-    assert np.isfinite(f).all()
-    assert out.dtype == np.float32
+def test_float32_computes_in_float32():
+    """A float32 model really computes in float32 (x64 is on in the tests): its forces equal the
+    float64 evaluation of the same parameters to float32 rounding, and differ from it by more than
+    float64 rounding would."""
+    import jax
+
+    from scalarjax.potential import Potential
+
+    calc32 = Calculator.from_config({**TINY, "dtype": "float32"}, seed=1)
+    pot64 = Potential(dataclasses.replace(calc32.config, dtype="float64"), params=jax.tree.map(lambda x: x.astype(np.float64), calc32.potential.params))
+    atoms = Atoms("OSiO", positions=[[0, 0, 0], [1.6, 0.1, 0], [3.1, 0.4, 0.2]])
+    atoms.calc = calc32
+    f32 = atoms.get_forces()
+    atoms.calc = Calculator(pot64)
+    f64 = atoms.get_forces()
+    assert calc32.potential.dtype == np.float32
+    rel = np.abs(f32 - f64).max() / np.abs(f64).max()
+    assert 1e-12 < rel < 1e-5
 
 
 def test_float64_without_x64_is_a_clear_error():

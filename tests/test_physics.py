@@ -59,6 +59,7 @@ def test_periodic_translation_and_wrapping(tiny_potential):
     skip_for_transforms(tiny_potential)
     atoms = triclinic_cell(4)
     e, f, s = evaluate_one(tiny_potential, atoms)
+    assert np.abs(f).max() > 1e-2 and np.abs(s).max() > 1e-4  # the comparisons below are not of zeros
     moved = atoms.copy()
     moved.positions += np.array([1.3, -2.1, 0.4])
     moved.positions[0] += atoms.cell[1] * 2 - atoms.cell[2]  # an atom moved by lattice vectors
@@ -119,6 +120,7 @@ def test_padding_invariance(tiny_potential):
     target = triclinic_cell(6)
     others = [molecule(7), triclinic_cell(8, n=5)]
     e, f, s = evaluate_one(tiny_potential, target)
+    assert np.abs(f).max() > 1e-2 and np.abs(s).max() > 1e-4  # the comparisons below are not of zeros
     (e2, _, _), (f2, _, _), (s2, _, _) = map(tuple, evaluate(tiny_potential, [target] + others))
     assert abs(e2 - e) <= 1e-12 * abs(e) and rel_err(f2, f) <= 1e-12 and rel_err(s2, s) <= 1e-12
 

@@ -90,7 +90,7 @@ def test_l_greater_than_zero_messages_untouched(base):
     pot = with_base_params(Potential(load_model_config(base.config, scalar_transforms=TINY_TRANSFORMS), seed=3), base)
     atoms = triclinic_cell(13)
     a, b = _conv_outputs(base, atoms), _conv_outputs(pot, atoms)
-    first = [k for k in a if "0" in k[0]]  # interaction_0 / layer_0
+    first = [k for k in a if k[0].rsplit("_", 1)[-1] == "0"]  # interaction_0 / layer_0 (not layer_10)
     assert first
     for key in first:
         for ir in a[key][0]:

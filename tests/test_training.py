@@ -173,6 +173,10 @@ def test_run_config_errors(tmp_path):
         load_run_config(raw={"trainer": {}})
     cfg = load_run_config(raw={}, overrides=["training.lr=0.001", "model.max_ell=2"])
     assert cfg.training.lr == 0.001 and cfg.model.max_ell == 2
+    # data.e0s (written by earlier versions into every run's config.yaml, never read) still loads
+    assert load_run_config(raw={"data": {"e0s": "auto", "batch_size": 2}}).data.batch_size == 2
+    with pytest.raises(KeyError, match=r"data: unknown key\(s\) \['e0'\]"):
+        load_run_config(raw={"data": {"e0": "auto"}})
 
 
 @pytest.mark.parametrize("name", ["mlearn_si", "mlearn_li", "rmd17_aspirin"])

@@ -61,7 +61,6 @@ class HookContext(NamedTuple):
     envelope_p: int  # the backbone's polynomial-cutoff exponent
 
 
-HOOKS = ("edge_scalars", "scalar_edge_weights", "scalar_aggregate", "node_scalars", "readout")
 Factory = Callable[..., nn.Module]  # called as factory(name=...)
 
 

@@ -37,7 +37,6 @@ class DataConfig:
     forces_key: str = "forces"
     stress_key: str = "stress"
     virial_key: str = "virial"
-    e0s: str = "auto"  # "auto": isolated atoms where present, else least squares
     config_type_weights: dict = dataclasses.field(default_factory=dict)
     batch_size: int = 4
     valid_batch_size: int = 8
@@ -117,7 +116,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+# Keys that earlier versions wrote into run directories' config.yaml and that no longer mean anything:
+# accepted and dropped, so those run directories keep loading.
+RETIRED_KEYS = {"data": {"e0s"}}  # E0s: isolated atoms where present, else least squares (statistics.compute_e0s)
+
+
 def _section(cls, data: dict, path: str):
+    data = {k: v for k, v in data.items() if k not in RETIRED_KEYS.get(path, ())}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
