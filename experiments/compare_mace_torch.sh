@@ -4,7 +4,7 @@
 #   bash experiments/compare_mace_torch.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PEER=${PEER_PYTHON:-/work/peer/venv/bin/python}
+PEER=${PEER_PYTHON:-../peer/venv/bin/python}
 R=experiments/results
 .venv/bin/python experiments/bench_inference.py --out $R/bench_inference_cpu.json
 $PEER experiments/peer/bench_mace_torch.py --out $R/peer_mace_torch_cpu.json --tag plain

@@ -17,7 +17,7 @@ the "medium" hyper-parameters below, then
   c) writes everything to a JSON file.
 
 Usage:
-  /work/peer/venv/bin/python experiments/peer/bench_mace_torch.py \
+  ../peer/venv/bin/python experiments/peer/bench_mace_torch.py \
       --out experiments/results/peer_mace_torch_cpu.json --tag plain
 """
 
@@ -75,8 +75,9 @@ INTERACTION_FIRST_DEFAULT_MODEL = "RealAgnosticInteractionBlock"
 INTERACTION_FIRST_EXPLICIT_SCALESHIFT = "RealAgnosticResidualInteractionBlock"
 
 ROOT = Path(__file__).resolve().parents[2]
-ASPIRIN = Path("/work/shared/data/rmd17/aspirin_test.xyz")
-SI_JSON = Path("/work/shared/data/mlearn/Si/test.json")
+DATA = Path(os.environ.get("SCALARJAX_DATA", ROOT.parent / "shared/data"))
+ASPIRIN = DATA / "rmd17/aspirin_test.xyz"
+SI_JSON = DATA / "mlearn/Si/test.json"
 
 Z_ASPIRIN = [1, 6, 8]
 Z_SI = [14]

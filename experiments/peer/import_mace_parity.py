@@ -17,7 +17,7 @@ Step 2 (scalarjax venv, ``--scalarjax DIR``, started by step 1): import the dump
 float32 runs), evaluate with ``Calculator.from_run``, relative errors max|Δ|/max|ref|.
 Optionally (``--time``) steady-state E+F(+S) per call of mace-torch and the imported model.
 
-    /work/peer/venv/bin/python experiments/peer/import_mace_parity.py \\
+    ../peer/venv/bin/python experiments/peer/import_mace_parity.py \\
         --out experiments/results/import_mace_parity.json [--time]
 """
 
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-SCALARJAX_PYTHON = "/work/main/.venv/bin/python"
-ASPIRIN = os.path.join(os.environ.get("SCALARJAX_DATA", "/work/shared/data"), "rmd17/aspirin_test.xyz")
+SCALARJAX_PYTHON = str(ROOT / ".venv/bin/python")
+ASPIRIN = os.path.join(os.environ.get("SCALARJAX_DATA", str(ROOT.parent / "shared/data")), "rmd17/aspirin_test.xyz")
 
 MP0 = dict(zs=list(range(1, 90)), model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", r_max=6.0, num_bessel=10, p=5,
            max_ell=3, correlation=3, num_interactions=2, mlp="16x0e", radial_mlp=(64, 64, 64), avg=(61.96,), scale=0.8, shift=0.1)
@@ -147,7 +147,7 @@ def scalarjax_side(args):
     from ase import Atoms
 
     structs = {k: Atoms(numbers=s["numbers"], positions=s["positions"], cell=s["cell"], pbc=s["pbc"]) for k, s in ref["structures"].items()}
-    result = {"command": "/work/peer/venv/bin/python experiments/peer/import_mace_parity.py --out " + args.out + (" --time" if args.time else ""),
+    result = {"command": "../peer/venv/bin/python experiments/peer/import_mace_parity.py --out " + args.out + (" --time" if args.time else ""),
               "relative_error": "max|scalarjax - mace_torch| / max|mace_torch| per quantity (energy: also of E - sum(E0))",
               "weights": "random (every parameter redrawn, make_mace_fixtures.build); MP-0 *architecture*, not MP-0's trained weights",
               "versions_peer": ref["versions"], "jax": jax.__version__, "models": {}}

@@ -7,7 +7,7 @@ different ``avg_num_neighbors`` per layer), dumps them with scalarjax's torch-si
 computes mace-torch's energies, forces and stresses (``MACECalculator``, float64) on a small
 molecule, a rattled and strained periodic Si cell and a periodic 4-element triclinic cell.
 
-    /work/peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch
+    ../peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch
 
 writes ``{model}.npz`` + ``{model}.json`` per model and ``reference.json`` (structures and
 reference outputs). ``tests/test_import_mace.py`` converts the dumps without torch and compares.
@@ -192,7 +192,7 @@ def main(argv=None):
     dumper = load_dumper()
     structs = structures()
     ref = {"structures": {k: atoms_to_json(v) for k, v in structs.items()}, "models": {},
-           "command": "/work/peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch"}
+           "command": "../peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch"}
     from importlib import metadata
 
     ref["versions"] = {p: metadata.version(p) for p in ("mace-torch", "e3nn", "torch", "ase")}

@@ -10,7 +10,7 @@ per module, and writes both to one JSON file.
 It also counts "live" parameters on both sides: entries with a non-zero gradient of the energy of
 one small rattled structure (one forward + backward, energy only).
 
-    /work/peer/venv/bin/python experiments/peer/nequip_params.py \
+    ../peer/venv/bin/python experiments/peer/nequip_params.py \
         --out experiments/results/peer_nequip_params.json
 
 Light: about a minute on the 2-core machine, mostly imports and TorchScript / XLA compilation.

@@ -6,7 +6,7 @@ scalarjax itself never depends on torch.
 Mirrors what ``mace_run_train`` does for one epoch of Si (mlearn) training
 with the "medium" model of bench_mace_torch.py:
 
-  * data: /work/shared/data/mlearn/Si/training.json -> mace Configuration ->
+  * data: $SCALARJAX_DATA/mlearn/Si/training.json -> mace Configuration ->
     AtomicData (r_max 5.0) -> mace.tools.torch_geometric DataLoader
     (batch 4, shuffle, generator seeded like run_train, drop_last=True as
     run_train does for the train loader without a sampler);
@@ -27,7 +27,7 @@ with the "medium" model of bench_mace_torch.py:
     -> clip -> optimizer.step().
 
 Usage:
-  /work/peer/venv/bin/python experiments/peer/train_throughput_mace_torch.py \
+  ../peer/venv/bin/python experiments/peer/train_throughput_mace_torch.py \
       --out experiments/results/peer_mace_torch_train_throughput.json
 """
 
@@ -58,7 +58,8 @@ from mace import modules  # noqa: E402
 from mace.tools import torch_geometric, utils  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SI_TRAIN = Path("/work/shared/data/mlearn/Si/training.json")
+DATA = Path(os.environ.get("SCALARJAX_DATA", ROOT.parent / "shared/data"))
+SI_TRAIN = DATA / "mlearn/Si/training.json"
 KBAR_PER_EV_A3 = 1602.1766208
 
 
