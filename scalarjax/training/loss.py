@@ -37,6 +37,10 @@ def _mean(values, weights):
     return jnp.sum(values * weights) / jnp.where(total > 0, total, 1.0), total
 
 
+def voigt(s):  # [G, 3, 3] → [G, 6] (xx, yy, zz, yz, xz, xy), traceable (data.configuration.full_to_voigt is numpy)
+    return jnp.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], axis=-1)
+
+
 def loss_terms(pred: dict, graph: jraph.GraphsTuple, w: LossWeights) -> dict:
     g = graph.globals
     dtype = pred["energy"].dtype
