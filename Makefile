@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(PY) -m scalarjax.demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -n auto --maxprocesses 4 tests
 
 bench: $(STAMP)

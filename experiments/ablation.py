@@ -37,7 +37,11 @@ def run_variant(config_path, overrides, variant, seed, root) -> dict:
     given = {t["kind"]: t for t in base.model.to_dict()["scalar_transforms"]}
     transforms = [given.get(k, {"kind": k}) for k in VARIANTS[variant]]
     run_dir = root / f"{variant}_seed{seed}"
-    extra = [f"training.seed={seed}", f"output.run_dir={run_dir}", f"model.scalar_transforms={yaml.safe_dump(transforms, default_flow_style=True).strip()}"]
+    extra = [
+        f"training.seed={seed}",
+        f"output.run_dir={run_dir}",
+        f"model.scalar_transforms={yaml.safe_dump(transforms, default_flow_style=True).strip()}",
+    ]
     cfg = load_run_config(config_path, list(overrides) + extra)
     if not (run_dir / "final_metrics.json").exists():
         t0 = time.perf_counter()
@@ -49,8 +53,16 @@ def run_variant(config_path, overrides, variant, seed, root) -> dict:
     model = load_model_config(run_dir / "config.yaml")  # with the run's statistics (elements, E0s, scale)
     epochs = sum(1 for _ in open(run_dir / "metrics.jsonl"))
     wall = float((run_dir / "wall_s.txt").read_text()) if (run_dir / "wall_s.txt").exists() else None
-    return {"variant": variant, "seed": seed, "run_dir": str(run_dir), "epochs": epochs, "wall_s": wall,
-            "test": final.get("test", {}).get("all"), "valid": final.get("valid", {}).get("all"), "model": model}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "epochs": epochs,
+        "wall_s": wall,
+        "test": final.get("test", {}).get("all"),
+        "valid": final.get("valid", {}).get("all"),
+        "model": model,
+    }
 
 
 def summarise(runs: list[dict], variants, split: str = "test") -> dict:
@@ -103,21 +115,37 @@ def main():
     summary_valid = summarise(runs, variants, "valid")
     for r in runs:
         r["model"] = r["model"].to_dict()
-    report = {"command": " ".join([pathlib.Path(sys.executable).name] + sys.argv), "machine": platform.platform(),
-              "config": args.config, "overrides": args.set, "seeds": seeds, "summary": summary, "summary_valid": summary_valid, "flops": flops, "runs": runs}
+    report = {
+        "command": " ".join([pathlib.Path(sys.executable).name] + sys.argv),
+        "machine": platform.platform(),
+        "config": args.config,
+        "overrides": args.set,
+        "seeds": seeds,
+        "summary": summary,
+        "summary_valid": summary_valid,
+        "flops": flops,
+        "runs": runs,
+    }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
 
     lines = [f"Command: `{report['command']}`", ""]
     for split, table in (("test", summary), ("valid", summary_valid)):
-        lines += ["| variant | " + " | ".join(f"{split} {s} MAE ({u})" for s, _, u in KEYS) + " | FLOPs vs base | params vs base |",
-                  "|---|" + "---|" * (len(KEYS) + 2)]
+        lines += [
+            "| variant | " + " | ".join(f"{split} {s} MAE ({u})" for s, _, u in KEYS) + " | FLOPs vs base | params vs base |",
+            "|---|" + "---|" * (len(KEYS) + 2),
+        ]
         for v in variants:
             cells = []
             for short, _, _ in KEYS:
                 m = table[v].get(short)
-                cells.append("-" if m is None else f"{m['mean']:.2f} ± {m['std']:.2f}" + (f" ({100 * m['change_vs_base']:+.1f}%)" if v != "base" and "change_vs_base" in m else ""))
+                cells.append(
+                    "-"
+                    if m is None
+                    else f"{m['mean']:.2f} ± {m['std']:.2f}"
+                    + (f" ({100 * m['change_vs_base']:+.1f}%)" if v != "base" and "change_vs_base" in m else "")
+                )
             f = flops.get(v, {})
             fo = f"{100 * f['flops_overhead_vs_base']:+.2f}%" if f.get("flops_overhead_vs_base") is not None else "-"
             po = f"{100 * f['params_overhead_vs_base']:+.2f}%" if f.get("params_overhead_vs_base") is not None else "-"

@@ -48,6 +48,7 @@ def machine() -> dict:
 
 def structures(data_dir: str):
     import ase.io
+
     from scalarjax.data.io import read_mlearn_json
 
     aspirin = ase.io.read(os.path.join(data_dir, "rmd17", "aspirin_test.xyz"), ":10")
@@ -81,11 +82,11 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     import scalarjax  # noqa: F401  (applies its runtime flags before the backend starts)
+    from scalarjax.config import load_model_config
     from scalarjax.data.configuration import Configuration
+    from scalarjax.flops import VARIANTS
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph
     from scalarjax.potential import Potential
-    from scalarjax.config import load_model_config
-    from scalarjax.flops import VARIANTS
 
     results = {}
     cases = {k: v for k, v in structures(data_dir).items() if not case_names or k in case_names}
@@ -93,8 +94,15 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
     pots = {}
     t0 = time.perf_counter()
     for key, z in zs.items():
-        cfg = load_model_config({"backbone": backbone, "atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0,
-                                 "scalar_transforms": [{"kind": k} for k in VARIANTS[variant]]})
+        cfg = load_model_config(
+            {
+                "backbone": backbone,
+                "atomic_numbers": z,
+                "dtype": dtype,
+                "avg_num_neighbors": 20.0,
+                "scalar_transforms": [{"kind": k} for k in VARIANTS[variant]],
+            }
+        )
         pots[key] = Potential(cfg, seed=0)
     init_s = (time.perf_counter() - t0) / 2
     for name, (atoms_list, stress) in cases.items():
@@ -120,7 +128,10 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
             "gflop": round(float(cost.get("flops", 0.0)) / 1e9, 6),
             "params": pot.num_params(),
         }
-        print(f"  {backbone:6s} {variant:8s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms", flush=True)
+        print(
+            f"  {backbone:6s} {variant:8s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms",
+            flush=True,
+        )
     return {"init_s": round(init_s, 2), "cases": results}
 
 
@@ -138,10 +149,17 @@ def main():
         dtype, backbone, variant = args.child.split(":")
         print(json.dumps(run_one(dtype, args.data, backbone, [c for c in args.cases.split(",") if c], variant)))
         return
-    report = {"command": " ".join(sys.argv), "machine": machine(), "models": {
-        "mace": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)",
-        "nequip": "NequIP (r_max 5, 8 Bessel, p=6, 4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, resnet)"}}
-    import jax, flax, e3nn_jax
+    report = {
+        "command": " ".join(sys.argv),
+        "machine": machine(),
+        "models": {
+            "mace": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)",
+            "nequip": "NequIP (r_max 5, 8 Bessel, p=6, 4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, resnet)",
+        },
+    }
+    import e3nn_jax
+    import flax
+    import jax
 
     report["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "e3nn_jax": e3nn_jax.__version__}
     for dtype in args.dtypes.split(","):
@@ -162,7 +180,9 @@ def main():
                         ref = base["cases"][case]
                         v["wall_overhead_vs_base"] = round(v["median_ms"] / ref["median_ms"] - 1.0, 4)
                         v["flops_overhead_vs_base"] = round(v["gflop"] / ref["gflop"] - 1.0, 4)
-                        print(f"    {key} {case}: wall {100 * v['wall_overhead_vs_base']:+.1f}%  flops {100 * v['flops_overhead_vs_base']:+.2f}%")
+                        print(
+                            f"    {key} {case}: wall {100 * v['wall_overhead_vs_base']:+.1f}%  flops {100 * v['flops_overhead_vs_base']:+.2f}%"
+                        )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)

@@ -38,8 +38,14 @@ def main():
     from scalarjax.calculator import Calculator
     from scalarjax.simulation.md import run_md
 
-    report = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "machine": machine(),
-              "jax": jax.__version__, "backend": jax.default_backend(), "run_dir": args.run_dir, "cells": {}}
+    report = {
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "machine": machine(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "run_dir": args.run_dir,
+        "cells": {},
+    }
     for rep in (int(s) for s in args.sizes.split(",")):
         atoms = bulk("Si", "diamond", a=5.468, cubic=True).repeat(rep)
         calc = Calculator.from_run(args.run_dir)
@@ -48,10 +54,16 @@ def main():
         atoms.get_forces()
         first = time.perf_counter() - t0
         s = run_md(atoms, calc, "nve", args.temperature, 1.0, args.steps, log_interval=100, progress=False)
-        row = {"n_atoms": len(atoms), "steps": args.steps, "first_call_s": round(first, 2),
-               "steps_per_s": round(s["steps_per_s"], 3), "ms_per_step": round(1e3 / s["steps_per_s"], 2),
-               "compiles_during_run": s["compiles_during_run"], "compiles_total": calc.potential.compile_count,
-               "drift_meV_per_atom_per_ps": s.get("drift_meV_per_atom_per_ps")}
+        row = {
+            "n_atoms": len(atoms),
+            "steps": args.steps,
+            "first_call_s": round(first, 2),
+            "steps_per_s": round(s["steps_per_s"], 3),
+            "ms_per_step": round(1e3 / s["steps_per_s"], 2),
+            "compiles_during_run": s["compiles_during_run"],
+            "compiles_total": calc.potential.compile_count,
+            "drift_meV_per_atom_per_ps": s.get("drift_meV_per_atom_per_ps"),
+        }
         report["cells"][f"si_{len(atoms)}"] = row
         print(json.dumps(row), flush=True)
     if args.out:

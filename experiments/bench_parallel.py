@@ -62,10 +62,17 @@ def child(devices: int, data: str, steps: int, batch_size: int) -> dict:
         jax.block_until_ready(m["loss"])
         times.append(time.perf_counter() - t)
     n_configs = min(len(graphs), steps * batch_size)
-    return {"devices": devices, "device_list": [str(d) for d in par.devices], "steps": len(times),
-            "configs_per_s": round(n_configs / sum(times), 3), "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
-            "warmup_s": round(warm_s, 1), "padded_per_device": [size.n_node, size.n_edge, size.n_graph],
-            "compiled_shapes": step._cache_size(), "loadavg": os.getloadavg()}
+    return {
+        "devices": devices,
+        "device_list": [str(d) for d in par.devices],
+        "steps": len(times),
+        "configs_per_s": round(n_configs / sum(times), 3),
+        "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
+        "warmup_s": round(warm_s, 1),
+        "padded_per_device": [size.n_node, size.n_edge, size.n_graph],
+        "compiled_shapes": step._cache_size(),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def main():
@@ -79,14 +86,35 @@ def main():
     if args.child:
         print("RESULT" + json.dumps(child(args.child, args.data, args.steps, args.batch_size)))
         return
-    report = {"command": "python experiments/bench_parallel.py " + " ".join(sys.argv[1:]), "model": MODEL, "batch_size": args.batch_size,
-              "data": "mlearn Si training.json", "note": "2 simulated devices (--xla_force_host_platform_device_count=2) share this "
-              "machine's cores, so no speed-up is expected: the ratio shows the overhead of the sharded step. The machine "
-              "was shared with other work during the run (see loadavg).", "runs": []}
+    report = {
+        "command": "python experiments/bench_parallel.py " + " ".join(sys.argv[1:]),
+        "model": MODEL,
+        "batch_size": args.batch_size,
+        "data": "mlearn Si training.json",
+        "note": "2 simulated devices (--xla_force_host_platform_device_count=2) share this "
+        "machine's cores, so no speed-up is expected: the ratio shows the overhead of the sharded step. The machine "
+        "was shared with other work during the run (see loadavg).",
+        "runs": [],
+    }
     env = {**os.environ, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()}
     for devices in (1, 2):
-        proc = subprocess.run([sys.executable, __file__, "--child", str(devices), "--data", args.data, "--steps", str(args.steps),
-                               "--batch-size", str(args.batch_size)], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(devices),
+                "--data",
+                args.data,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0 or "RESULT" not in proc.stdout:
             sys.exit(proc.stderr[-3000:])
         run = json.loads(proc.stdout.split("RESULT", 1)[1])

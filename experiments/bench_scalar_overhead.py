@@ -47,8 +47,14 @@ def main():
             zs = (1, 6, 8) if case.startswith("aspirin") else (14,)
             fns = {}
             for name, kinds in VARIANTS.items():
-                cfg = load_model_config({"backbone": backbone, "atomic_numbers": zs, "avg_num_neighbors": 20.0,
-                                         "scalar_transforms": [{"kind": k} for k in kinds]})
+                cfg = load_model_config(
+                    {
+                        "backbone": backbone,
+                        "atomic_numbers": zs,
+                        "avg_num_neighbors": 20.0,
+                        "scalar_transforms": [{"kind": k} for k in kinds],
+                    }
+                )
                 pot = Potential(cfg, seed=0)
                 graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, cfg.r_max) for a in atoms_list]
                 batch = jax.device_put(batch_graphs(graphs))
@@ -68,11 +74,23 @@ def main():
                         jax.block_until_ready(fn(params, batch))
                         times[name].append(time.perf_counter() - t)
             med = {k: float(np.median(v)) for k, v in times.items()}
-            res = {name: {"median_ms": 1e3 * med[name], "wall_vs_base": med[name] / med["base"] - 1.0,
-                          "flops_vs_base": fns[name][3] / fns["base"][3] - 1.0} for name in fns}
+            res = {
+                name: {
+                    "median_ms": 1e3 * med[name],
+                    "wall_vs_base": med[name] / med["base"] - 1.0,
+                    "flops_vs_base": fns[name][3] / fns["base"][3] - 1.0,
+                }
+                for name in fns
+            }
             report["results"][f"{backbone}/{case}"] = res
-            print(f"{backbone:6s} {case:11s} " + "  ".join(f"{n}: {r['median_ms']:.2f} ms ({100 * r['wall_vs_base']:+.1f}%, "
-                                                             f"FLOPs {100 * r['flops_vs_base']:+.2f}%)" for n, r in res.items()), flush=True)
+            print(
+                f"{backbone:6s} {case:11s} "
+                + "  ".join(
+                    f"{n}: {r['median_ms']:.2f} ms ({100 * r['wall_vs_base']:+.1f}%, FLOPs {100 * r['flops_vs_base']:+.2f}%)"
+                    for n, r in res.items()
+                ),
+                flush=True,
+            )
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
     print(f"wrote {args.out}")

@@ -18,7 +18,9 @@ import numpy as np
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=os.environ.get("SCALARJAX_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")))
+    ap.add_argument(
+        "--data", default=os.environ.get("SCALARJAX_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    )
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_training_cpu.json"))
@@ -30,12 +32,11 @@ def main():
     import scalarjax  # noqa: F401
     from scalarjax.data.io import read_mlearn_json
     from scalarjax.graph.batch import batches, max_pad_size
-    from scalarjax.potential import make_potential
+    from scalarjax.potential import Potential, make_potential
     from scalarjax.training.config import load_run_config
     from scalarjax.training.loss import LossWeights
     from scalarjax.training.optim import init_state, make_optimizer, make_train_step
     from scalarjax.training.trainer import model_with_statistics
-    from scalarjax.potential import Potential
 
     cfg = load_run_config(raw={"model": {"dtype": args.dtype}, "training": {"optimizer": "amsgrad", "lr": 0.01}})
     train = read_mlearn_json(os.path.join(args.data, "mlearn", "Si", "training.json"))
@@ -61,11 +62,22 @@ def main():
         times.append(time.perf_counter() - t)
     total = sum(times)
     new_compiles = step._cache_size() - compiles
-    out = {"command": "python experiments/bench_training.py", "dtype": args.dtype, "batch_size": args.batch_size,
-           "configs": len(graphs), "steps": len(times), "seconds_epoch": round(total, 2),
-           "configs_per_s": round(len(graphs) / total, 2), "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
-           "warmup_epoch_s": round(warm_s, 1), "padded_shape": [size.n_node, size.n_edge, size.n_graph], "compiled_shapes": compiles, "compiles_in_timed_epoch": new_compiles,
-           "avg_num_neighbors": stats["avg_num_neighbors"], "loadavg": os.getloadavg()}
+    out = {
+        "command": "python experiments/bench_training.py",
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "configs": len(graphs),
+        "steps": len(times),
+        "seconds_epoch": round(total, 2),
+        "configs_per_s": round(len(graphs) / total, 2),
+        "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
+        "warmup_epoch_s": round(warm_s, 1),
+        "padded_shape": [size.n_node, size.n_edge, size.n_graph],
+        "compiled_shapes": compiles,
+        "compiles_in_timed_epoch": new_compiles,
+        "avg_num_neighbors": stats["avg_num_neighbors"],
+        "loadavg": os.getloadavg(),
+    }
     print(json.dumps(out, indent=1))
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)

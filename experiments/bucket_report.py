@@ -26,8 +26,15 @@ def report(name, configs, batch_size, epochs, r_max=5.0):
         for b in batches(graphs, batch_size, shuffle=True, seed=epoch):
             shapes.add((b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0]))
             raw.add((int(b.n_node[:-1].sum()), int(b.n_edge[:-1].sum())))
-    row = {"data": name, "configs": len(configs), "batch_size": batch_size, "epochs": epochs,
-           "distinct_raw_sizes": len(raw), "compiled_shapes": len(shapes), "shapes": sorted(shapes)}
+    row = {
+        "data": name,
+        "configs": len(configs),
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "distinct_raw_sizes": len(raw),
+        "compiled_shapes": len(shapes),
+        "shapes": sorted(shapes),
+    }
     print(f"{name:28s} {len(configs):5d} configs, batch {batch_size}: {len(raw):4d} raw sizes -> {len(shapes):2d} compiled shapes")
     return row
 
@@ -39,8 +46,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     args = ap.parse_args()
     rows = [report("ag_emt (embedded demo)", ag_emt_dataset(240, 0), 4, args.epochs)]
-    sets = [("rmd17 aspirin train", "rmd17/aspirin_train.xyz", 5), ("mlearn Si train", "mlearn/Si/training.json", 4),
-            ("mlearn Li train", "mlearn/Li/training.json", 4)]
+    sets = [
+        ("rmd17 aspirin train", "rmd17/aspirin_train.xyz", 5),
+        ("mlearn Si train", "mlearn/Si/training.json", 4),
+        ("mlearn Li train", "mlearn/Li/training.json", 4),
+    ]
     for name, rel, bs in sets:
         path = os.path.join(args.data, rel)
         if os.path.exists(path):

@@ -93,8 +93,12 @@ def overrides(plan: dict, spec: RunSpec, extra_model: list[str] = ()) -> tuple[s
     transforms = variant.get("transforms_by_dataset", {}).get(spec.dataset, variant.get("transforms"))
     if transforms is None:
         raise KeyError(f"variants.{spec.variant}: no transforms for data set {spec.dataset!r}")
-    sets += [f"training.max_epochs={spec.epochs}", f"training.seed={spec.seed}", f"output.run_dir={spec.run_dir}",
-             f"model.scalar_transforms={_flow(transforms)}"]
+    sets += [
+        f"training.max_epochs={spec.epochs}",
+        f"training.seed={spec.seed}",
+        f"output.run_dir={spec.run_dir}",
+        f"model.scalar_transforms={_flow(transforms)}",
+    ]
     return str(ROOT / ds["config"]), sets + list(extra_model)
 
 
@@ -180,20 +184,37 @@ def collect(spec: RunSpec, wall_s: float, extra: list[str], git: dict) -> dict:
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         r = json.loads(line)
         v = r.get("valid", {})
-        curve.append({"epoch": r["epoch"], "lr": r["lr"], "train_loss": r["train_loss"], "seconds": r.get("seconds"),
-                      **{k: v[k]["mae"] for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3") if k in v}})
+        curve.append(
+            {
+                "epoch": r["epoch"],
+                "lr": r["lr"],
+                "train_loss": r["train_loss"],
+                "seconds": r.get("seconds"),
+                **{k: v[k]["mae"] for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3") if k in v},
+            }
+        )
     n_params = Potential(load_model_config(run_dir / "config.yaml")).num_params()
     return {
-        "key": spec.key, **dataclasses.asdict(spec), "config": cfg, "config_hash": config_hash(cfg), "extra_overrides": extra,
-        "n_params": n_params, "valid_curve": curve, "best": {k: final.get(k) for k in ("valid", "test")},
-        "last_ema": final.get("last_ema", {}), "structure_errors": {k: structures[k] for k in ("test", "test_last_ema") if k in structures},
-        "wall_s": round(wall_s, 1), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "node": platform.node()},
-        "versions": versions(), "git": git, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "key": spec.key,
+        **dataclasses.asdict(spec),
+        "config": cfg,
+        "config_hash": config_hash(cfg),
+        "extra_overrides": extra,
+        "n_params": n_params,
+        "valid_curve": curve,
+        "best": {k: final.get(k) for k in ("valid", "test")},
+        "last_ema": final.get("last_ema", {}),
+        "structure_errors": {k: structures[k] for k in ("test", "test_last_ema") if k in structures},
+        "wall_s": round(wall_s, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "node": platform.node()},
+        "versions": versions(),
+        "git": git,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def commit(path: pathlib.Path, message: str) -> None:
-    for attempt in range(10):  # another git process may hold the index lock for a moment
+    for _attempt in range(10):  # another git process may hold the index lock for a moment
         add = subprocess.run(["git", "add", "--", str(path)], cwd=ROOT, capture_output=True, text=True)
         res = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], cwd=ROOT, capture_output=True, text=True)
         if add.returncode == 0 and res.returncode == 0:

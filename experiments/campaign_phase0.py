@@ -73,13 +73,20 @@ def collect(pot, graphs, batch_size=4):
     captured = []
 
     def apply(params, *inputs):
-        out, state = pot.model.apply(params, *inputs, capture_intermediates=lambda m, name: type(m).__name__ == "PANAmplitude",
-                                     mutable=["intermediates"])
+        out, state = pot.model.apply(
+            params, *inputs, capture_intermediates=lambda m, name: type(m).__name__ == "PANAmplitude", mutable=["intermediates"]
+        )
         captured.append(state["intermediates"])
         return out
 
-    energy = jax.jit(lambda p, b: (make_energy_fn(apply, pot.config.r_max, pot.dtype)(p, b, b.nodes["positions"].astype(pot.dtype),
-                                                                                       jnp.zeros((b.n_node.shape[0], 3, 3), pot.dtype)), captured[-1]))
+    energy = jax.jit(
+        lambda p, b: (
+            make_energy_fn(apply, pot.config.r_max, pot.dtype)(
+                p, b, b.nodes["positions"].astype(pot.dtype), jnp.zeros((b.n_node.shape[0], 3, 3), pot.dtype)
+            ),
+            captured[-1],
+        )
+    )
     scalars, amps = {}, {}
     for b in batches(graphs, batch_size):
         _, inter = energy(pot.params, b)
@@ -144,12 +151,19 @@ def analyse_cell(plan, dataset, size, max_structures, seed=0):
     train = [train[i] for i in sorted(rng.permutation(len(train))[:max_structures])]
     model, graphs, stats = model_with_statistics(cfg, train)
     result = {"dataset": dataset, "size": size, "n_structures": len(train), "avg_num_neighbors": stats["avg_num_neighbors"], "variants": {}}
-    for name, transforms in (("pan+pgs (default)", [{"kind": "pan"}, {"kind": "phase0_probe"}, {"kind": "pgs"}]),
-                             ("pan first shell 3.0 Å", [{"kind": "pan", "coordination_r_max": 3.0}, {"kind": "phase0_probe"}])):
+    for name, transforms in (
+        ("pan+pgs (default)", [{"kind": "pan"}, {"kind": "phase0_probe"}, {"kind": "pgs"}]),
+        ("pan first shell 3.0 Å", [{"kind": "pan", "coordination_r_max": 3.0}, {"kind": "phase0_probe"}]),
+    ):
         pot = Potential(load_model_config(model, scalar_transforms=transforms), seed=seed)
         scalars, amps = collect(pot, graphs)
-        entry = {"readout_scalars": {k: percentiles(v) | {"omega_scaled": float(np.pi / np.percentile(np.abs(v), 99))} for k, v in scalars.items()},
-                 "pan_amplitude": {k: percentiles(v) for k, v in amps.items()}, "small_systems": small_systems(pot)}
+        entry = {
+            "readout_scalars": {
+                k: percentiles(v) | {"omega_scaled": float(np.pi / np.percentile(np.abs(v), 99))} for k, v in scalars.items()
+            },
+            "pan_amplitude": {k: percentiles(v) for k, v in amps.items()},
+            "small_systems": small_systems(pot),
+        }
         result["variants"][name] = entry
         result.setdefault("_hist", {})[name] = (scalars, amps)
     return result

@@ -107,35 +107,65 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
         cell = {}
         base = variants.get("base", {})
         for variant, by_seed in sorted(variants.items()):
-            entry = {"seeds": sorted(by_seed), "n_params": next(iter(by_seed.values()))["n_params"],
-                     "epochs": next(iter(by_seed.values()))["epochs"], "wall_min_mean": float(np.mean([r["wall_s"] for r in by_seed.values()]) / 60)}
+            entry = {
+                "seeds": sorted(by_seed),
+                "n_params": next(iter(by_seed.values()))["n_params"],
+                "epochs": next(iter(by_seed.values()))["epochs"],
+                "wall_min_mean": float(np.mean([r["wall_s"] for r in by_seed.values()]) / 60),
+            }
             for model in ("best", "last_ema"):
                 for short, _, _ in METRICS:
                     vals = [mae(r, short, model) for r in by_seed.values()]
                     vals = [v for v in vals if v is not None]
                     if not vals:
                         continue
-                    m = {"mean": float(np.mean(vals)), "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None, "n": len(vals)}
+                    m = {
+                        "mean": float(np.mean(vals)),
+                        "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None,
+                        "n": len(vals),
+                    }
                     if variant != "base":
                         seeds = sorted(set(by_seed) & set(base))
-                        logr = np.asarray([np.log(mae(by_seed[s], short, model) / mae(base[s], short, model)) for s in seeds
-                                           if mae(by_seed[s], short, model) and mae(base[s], short, model)])
+                        logr = np.asarray(
+                            [
+                                np.log(mae(by_seed[s], short, model) / mae(base[s], short, model))
+                                for s in seeds
+                                if mae(by_seed[s], short, model) and mae(base[s], short, model)
+                            ]
+                        )
                         if len(logr):
                             mean, lo, hi, p = t_interval(logr)
                             pct = lambda x: 100 * (np.exp(x) - 1) if x == x else None
-                            m["paired"] = {"seeds": seeds, "delta_pct_per_seed": [round(100 * (np.exp(x) - 1), 2) for x in logr],
-                                           "delta_pct": pct(mean), "ci95": [pct(lo), pct(hi)], "p": p if p == p else None,
-                                           "paired_sd_pct": float(100 * np.std(logr, ddof=1)) if len(logr) > 1 else None}
-                            pairs = [(by_seed[s]["structure_errors"].get("test" if model == "best" else "test_last_ema"),
-                                      base[s]["structure_errors"].get("test" if model == "best" else "test_last_ema")) for s in seeds]
+                            m["paired"] = {
+                                "seeds": seeds,
+                                "delta_pct_per_seed": [round(100 * (np.exp(x) - 1), 2) for x in logr],
+                                "delta_pct": pct(mean),
+                                "ci95": [pct(lo), pct(hi)],
+                                "p": p if p == p else None,
+                                "paired_sd_pct": float(100 * np.std(logr, ddof=1)) if len(logr) > 1 else None,
+                            }
+                            pairs = [
+                                (
+                                    by_seed[s]["structure_errors"].get("test" if model == "best" else "test_last_ema"),
+                                    base[s]["structure_errors"].get("test" if model == "best" else "test_last_ema"),
+                                )
+                                for s in seeds
+                            ]
                             if all(a and b for a, b in pairs):
                                 m["paired"]["bootstrap_structures_ci95"] = list(bootstrap_delta(pairs, short))
                     entry.setdefault(model, {})[short] = m
             cell[variant] = entry
         report.setdefault(phase, {})[f"{dataset}/{size}"] = cell
-    for phase, cells_ in report.items():
-        pvals = {(c, v): e["best"][primary]["paired"]["p"] for c, cell in cells_.items() for v, e in cell.items()
-                 if v != "base" and primary in e.get("best", {}) and "paired" in e["best"][primary] and e["best"][primary]["paired"]["p"] is not None}
+    for cells_ in report.values():
+        pvals = {
+            (c, v): e["best"][primary]["paired"]["p"]
+            for c, cell in cells_.items()
+            for v, e in cell.items()
+            if v != "base"
+            and primary in e.get("best", {})
+            and "paired" in e["best"][primary]
+            and e["best"][primary]["paired"]["p"] is not None
+        }
         for (c, v), p in holm(pvals).items():
             cells_[c][v]["best"][primary]["paired"]["p_holm"] = p
     return report
@@ -151,19 +181,29 @@ def fmt_delta(m: dict) -> str:
 
 
 def markdown(report: dict, plan_primary: str) -> str:
-    lines = ["# Scalar-pathway campaign: report", "",
-             "Regenerated by `python experiments/campaign_report.py` from the result files under "
-             "`experiments/results/campaign/` alone. Test MAE of the best-on-validation EMA parameters unless marked "
-             "*final EMA*; mean ± SE over seeds; Δ% = paired change against base of the same seed (log-ratio mean, "
-             "95% t-interval over seeds); *bootstrap* = 95% interval of the seed-averaged Δ% over resamples of the test "
-             "structures. Primary endpoint (declared before the runs): " + plan_primary + ".", ""]
+    lines = [
+        "# Scalar-pathway campaign: report",
+        "",
+        "Regenerated by `python experiments/campaign_report.py` from the result files under "
+        "`experiments/results/campaign/` alone. Test MAE of the best-on-validation EMA parameters unless marked "
+        "*final EMA*; mean ± SE over seeds; Δ% = paired change against base of the same seed (log-ratio mean, "
+        "95% t-interval over seeds); *bootstrap* = 95% interval of the seed-averaged Δ% over resamples of the test "
+        "structures. Primary endpoint (declared before the runs): " + plan_primary + ".",
+        "",
+    ]
     for phase, cells in report.items():
         lines += [f"## {phase}", ""]
         for cell_name, cell in cells.items():
-            lines += [f"### {cell_name}", "",
-                      "| variant | seeds | params | " + " | ".join(f"{s} ({u})" for s, _, u in METRICS) + " | "
-                      + " | ".join(f"Δ{s}" for s, _, _ in METRICS) + " | F bootstrap | F p (Holm) | F final EMA Δ | min/run |",
-                      "|---|---|---|" + "---|" * (2 * len(METRICS) + 4)]
+            lines += [
+                f"### {cell_name}",
+                "",
+                "| variant | seeds | params | "
+                + " | ".join(f"{s} ({u})" for s, _, u in METRICS)
+                + " | "
+                + " | ".join(f"Δ{s}" for s, _, _ in METRICS)
+                + " | F bootstrap | F p (Holm) | F final EMA Δ | min/run |",
+                "|---|---|---|" + "---|" * (2 * len(METRICS) + 4),
+            ]
             for variant, e in cell.items():
                 best = e.get("best", {})
                 vals = []
@@ -176,8 +216,13 @@ def markdown(report: dict, plan_primary: str) -> str:
                 boot_s = f"[{boot[0]:+.1f}, {boot[1]:+.1f}]" if boot else "–"
                 p_s = f"{fp['p']:.3f} ({fp.get('p_holm', float('nan')):.3f})" if fp.get("p") is not None else "–"
                 last = fmt_delta(e.get("last_ema", {}).get("F", {})) if e.get("last_ema", {}).get("F") else "–"
-                lines.append(f"| {variant} | {len(e['seeds'])} | {e['n_params']:,} | " + " | ".join(vals) + " | " + " | ".join(deltas)
-                             + f" | {boot_s} | {p_s} | {last} | {e['wall_min_mean']:.1f} |")
+                lines.append(
+                    f"| {variant} | {len(e['seeds'])} | {e['n_params']:,} | "
+                    + " | ".join(vals)
+                    + " | "
+                    + " | ".join(deltas)
+                    + f" | {boot_s} | {p_s} | {last} | {e['wall_min_mean']:.1f} |"
+                )
             lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -202,7 +247,9 @@ def plots(report: dict, out: pathlib.Path) -> None:
                         continue
                     ax.scatter(p["delta_pct_per_seed"], [i] * len(p["delta_pct_per_seed"]), s=12, color="0.5")
                     if p["ci95"][0] is not None:
-                        ax.errorbar(p["delta_pct"], i, xerr=[[p["delta_pct"] - p["ci95"][0]], [p["ci95"][1] - p["delta_pct"]]], fmt="o", color="C0")
+                        ax.errorbar(
+                            p["delta_pct"], i, xerr=[[p["delta_pct"] - p["ci95"][0]], [p["ci95"][1] - p["delta_pct"]]], fmt="o", color="C0"
+                        )
                 ax.axvline(0, color="k", lw=0.8)
                 ax.set_xlabel(f"paired Δ test {short} MAE vs base (%)")
             axes[0].set_yticks(range(len(variants)), variants)

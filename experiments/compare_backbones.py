@@ -32,9 +32,15 @@ def summarise(dataset: str, label: str, run_dir: str) -> dict:
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     n_params = int(sum(np.size(x) for x in jax.tree.leaves(load_run(run).params)))
     test = final.get("test", {}).get("all", {})
-    return {"dataset": dataset, "label": label, "run_dir": run_dir, "epochs": len(rows),
-            "train_wall_min": round(sum(r["seconds"] for r in rows) / 60, 1), "params": n_params,
-            "test": {s: (test.get(k) or {}).get("mae") for s, k in KEYS}}
+    return {
+        "dataset": dataset,
+        "label": label,
+        "run_dir": run_dir,
+        "epochs": len(rows),
+        "train_wall_min": round(sum(r["seconds"] for r in rows) / 60, 1),
+        "params": n_params,
+        "test": {s: (test.get(k) or {}).get("mae") for s, k in KEYS},
+    }
 
 
 def main():
@@ -46,10 +52,15 @@ def main():
     out = pathlib.Path(args.out)
     out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "machine": platform.platform(), "runs": rows}, indent=1))
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
-    lines = ["| data set | backbone | test E MAE (meV/atom) | F (meV/Å) | S (meV/Å³) | epochs | train wall (min) | params |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['dataset']} | {r['label']} | {fmt(r['test']['E'])} | {fmt(r['test']['F'])} | {fmt(r['test']['S'])} | "
-              f"{r['epochs']} | {r['train_wall_min']} | {r['params'] if r['params'] is not None else '-'} |" for r in rows]
+    lines = [
+        "| data set | backbone | test E MAE (meV/atom) | F (meV/Å) | S (meV/Å³) | epochs | train wall (min) | params |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['dataset']} | {r['label']} | {fmt(r['test']['E'])} | {fmt(r['test']['F'])} | {fmt(r['test']['S'])} | "
+        f"{r['epochs']} | {r['train_wall_min']} | {r['params'] if r['params'] is not None else '-'} |"
+        for r in rows
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

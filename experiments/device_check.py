@@ -30,8 +30,13 @@ def device_description() -> dict:
     import jax
 
     d = jax.devices()[0]
-    info = {"platform": d.platform, "device_kind": getattr(d, "device_kind", "?"), "device_count": jax.device_count(),
-            "jax": jax.__version__, "backend": jax.default_backend()}
+    info = {
+        "platform": d.platform,
+        "device_kind": getattr(d, "device_kind", "?"),
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
     try:
         import jaxlib
 
@@ -39,8 +44,12 @@ def device_description() -> dict:
     except ImportError:
         pass
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         info["nvidia_smi"] = smi.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
@@ -59,9 +68,9 @@ def rotation(seed: int) -> np.ndarray:
 
 def physics(data_dir: str, dtype: str, quick: bool) -> dict:
     """Symmetry and gradient checks of the medium MACE on this device in ``dtype``."""
-    import jax
 
     from bench_inference import structures
+
     from scalarjax import Calculator
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
@@ -92,8 +101,11 @@ def physics(data_dir: str, dtype: str, quick: bool) -> dict:
             turned.set_cell(atoms.cell[:] @ rot.T, scale_atoms=False)
         got = efs(turned)
         rel = lambda a, b: float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-        res = {"energy_eV": ref["E"], "rot_E_rel": rel(np.asarray(got["E"]), np.asarray(ref["E"])),
-               "rot_F_rel": rel(got["F"], ref["F"] @ rot.T)}
+        res = {
+            "energy_eV": ref["E"],
+            "rot_E_rel": rel(np.asarray(got["E"]), np.asarray(ref["E"])),
+            "rot_F_rel": rel(got["F"], ref["F"] @ rot.T),
+        }
         if "S" in ref:
             res["rot_S_rel"] = rel(got["S"], rot @ ref["S"] @ rot.T)
         if dtype == "float64":  # F = −∇E along a random direction, central difference
@@ -115,8 +127,8 @@ def physics(data_dir: str, dtype: str, quick: bool) -> dict:
 
 def timings(data_dir: str, dtype: str, case_names, deadline: float) -> dict:
     import jax
-
     from bench_inference import structures, time_calls
+
     from scalarjax.config import load_model_config
     from scalarjax.data.configuration import Configuration
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph
@@ -125,8 +137,10 @@ def timings(data_dir: str, dtype: str, case_names, deadline: float) -> dict:
     base = structures(data_dir)
     si64 = base["si_64"][0][0]
     cases = {**base, "si_4096": ([si64.repeat(4)], True), "si_32768": ([si64.repeat(8)], True)}
-    pots = {z: Potential(load_model_config({"atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0}), seed=0)
-            for z in ((1, 6, 8), (14,))}
+    pots = {
+        z: Potential(load_model_config({"atomic_numbers": z, "dtype": dtype, "avg_num_neighbors": 20.0}), seed=0)
+        for z in ((1, 6, 8), (14,))
+    }
     out = {}
     for name in case_names:
         if time.monotonic() > deadline:
@@ -144,11 +158,17 @@ def timings(data_dir: str, dtype: str, case_names, deadline: float) -> dict:
             jax.block_until_ready(fn(pot.params, batch))
             compile_s = time.perf_counter() - t
             times = time_calls(lambda: jax.block_until_ready(fn(pot.params, batch)), n_min=10, budget_s=3.0)
-            out[name] = {"n_atoms": int(sum(len(a) for a in atoms_list)), "n_edges": int(sum(int(g.n_edge[0]) for g in graphs)),
-                         "padded": [int(batch.nodes["species"].shape[0]), int(batch.senders.shape[0])], "stress": stress,
-                         "neighbour_list_s": round(nl_s, 3), "compile_s": round(compile_s, 3),
-                         "median_ms": round(1e3 * float(np.median(times)), 3), "min_ms": round(1e3 * float(np.min(times)), 3),
-                         "n_calls": len(times)}
+            out[name] = {
+                "n_atoms": int(sum(len(a) for a in atoms_list)),
+                "n_edges": int(sum(int(g.n_edge[0]) for g in graphs)),
+                "padded": [int(batch.nodes["species"].shape[0]), int(batch.senders.shape[0])],
+                "stress": stress,
+                "neighbour_list_s": round(nl_s, 3),
+                "compile_s": round(compile_s, 3),
+                "median_ms": round(1e3 * float(np.median(times)), 3),
+                "min_ms": round(1e3 * float(np.min(times)), 3),
+                "n_calls": len(times),
+            }
             print(f"  {dtype} {name:12s} compile {compile_s:6.2f} s  median {out[name]['median_ms']:9.2f} ms", flush=True)
         except Exception as err:  # out of memory on the largest cell: recorded, the check goes on
             out[name] = {"skipped": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}

@@ -30,6 +30,7 @@ import sys
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
+
 def _gpu_plugin() -> str | None:
     """The name of an installed JAX GPU plugin (without importing JAX), unless JAX is forced onto the CPU."""
     platforms = os.environ.get("JAX_PLATFORMS", "").lower()

@@ -56,7 +56,7 @@ class Calculator(ASECalculator):
         self.capacity: Optional[PadSize] = None
 
     @classmethod
-    def from_config(cls, config: Any = None, species: Sequence[Any] = (), seed: int = 0, **kwargs) -> "Calculator":
+    def from_config(cls, config: Any = None, species: Sequence[Any] = (), seed: int = 0, **kwargs) -> Calculator:
         """An untrained model. ``config``: None, a ``ModelConfig``, a dict of overrides or a YAML path;
         ``species``: element symbols or atomic numbers the model knows (added to the config's)."""
         cfg = load_model_config(config)
@@ -70,7 +70,7 @@ class Calculator(ASECalculator):
         return cls(Potential(cfg, seed=seed), **kwargs)
 
     @classmethod
-    def from_run(cls, run_dir, dtype: Optional[str] = None, **kwargs) -> "Calculator":
+    def from_run(cls, run_dir, dtype: Optional[str] = None, **kwargs) -> Calculator:
         """A trained run: best EMA parameters, its statistics (E0s, scale, avg_num_neighbors) and dtype
         (``dtype="float64"`` evaluates a float32 run in double precision; needs JAX's x64 mode)."""
         from scalarjax.training.evaluate import load_run
@@ -78,7 +78,7 @@ class Calculator(ASECalculator):
         return cls(load_run(run_dir, dtype), **kwargs)
 
     @classmethod
-    def from_export(cls, path, **kwargs) -> "Calculator":
+    def from_export(cls, path, **kwargs) -> Calculator:
         """A model exported with ``scalarjax export`` (``jax.export`` StableHLO, ``scalarjax.export``):
         runs with JAX alone, without Flax or the model code; the export's dtype and species."""
         from scalarjax.export import ExportedPotential
@@ -111,8 +111,10 @@ class Calculator(ASECalculator):
         if periodic and config.volume < 1e-9:
             # e.g. pbc (T, T, F) with a zero third cell vector: the stress (1/V) ∂E/∂ε has no V.
             if "stress" in properties:
-                raise InputError(f"stress is undefined for a cell without volume (pbc {list(config.pbc)}, cell "
-                                 f"{config.cell.tolist()}); give every direction a cell vector (vacuum along non-periodic ones)")
+                raise InputError(
+                    f"stress is undefined for a cell without volume (pbc {list(config.pbc)}, cell "
+                    f"{config.cell.tolist()}); give every direction a cell vector (vacuum along non-periodic ones)"
+                )
             periodic = False
         out = jax.device_get(self.potential(batch_graphs([graph], size), compute_stress=periodic))
         n = config.n_atoms

@@ -51,7 +51,9 @@ def _read_structure(path, index):
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as err:
-        raise InputError(f"{path}: cannot read a structure ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+        raise InputError(
+            f"{path}: cannot read a structure ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+        ) from None
 
 
 def _output_dir(run_dir, out, name, overwrite, files):
@@ -68,8 +70,9 @@ def _output_dir(run_dir, out, name, overwrite, files):
     if out:
         out = pathlib.Path(out)
         if holds(out) and not overwrite:
-            raise InputError(f"{out} already holds {', '.join(f for f in files if os.path.lexists(out / f))}; "
-                             f"choose another --out or pass --overwrite")
+            raise InputError(
+                f"{out} already holds {', '.join(f for f in files if os.path.lexists(out / f))}; choose another --out or pass --overwrite"
+            )
         return out
     run_dir = pathlib.Path(run_dir)
     default = run_dir / name
@@ -120,7 +123,9 @@ def _main(argv=None) -> int:
     r.add_argument("--steps", type=int, default=500)
     r.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
     r.add_argument("--dtype", choices=("float32", "float64"), default=None)
-    r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz, numbered relaxed-2.xyz, ... if taken)")
+    r.add_argument(
+        "--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz, numbered relaxed-2.xyz, ... if taken)"
+    )
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     d = sub.add_parser("diagnose", help="short-range repulsion, phonons, NVE drift, liquid g(r); several runs are overlaid")
     d.add_argument("run_dirs", nargs="+")
@@ -135,8 +140,12 @@ def _main(argv=None) -> int:
     im = sub.add_parser("import-mace", help="convert a mace-torch model (or its dump) into a scalarjax run directory")
     im.add_argument("model_file", help="mace-torch .model file (needs torch + mace-torch) or DUMP.npz from mace_torch_dump")
     im.add_argument("-o", "--out", required=True, help="new run directory")
-    im.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                    help="parameter precision of the run (converted in float64 either way)")
+    im.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="parameter precision of the run (converted in float64 either way)",
+    )
     x = sub.add_parser("export", help="serialise a trained run's E/F/S function with jax.export (runs without Flax or the model code)")
     x.add_argument("run_dir")
     x.add_argument("-o", "--out", required=True, help="output file, e.g. model.jaxexport")
@@ -180,8 +189,10 @@ def _main(argv=None) -> int:
             print(f"scalarjax: error: {args.run_dir}: not a finished run directory (no {' or '.join(missing)})", file=sys.stderr)
             return 2
         meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
-        print(f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
-              f"jax {meta['jax']}) to {args.out}")
+        print(
+            f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
+            f"jax {meta['jax']}) to {args.out}"
+        )
     elif args.command == "flops":
         import yaml
 
@@ -222,9 +233,17 @@ def _main(argv=None) -> int:
         from scalarjax.diagnostics.report import diagnose, summary_table
         from scalarjax.training.config import resolve_data_path
 
-        report = diagnose(args.run_dirs, args.system, [w for w in args.only.split(",") if w],
-                          resolve_data_path(args.data, pathlib.Path.cwd()) if args.data else None, args.out,
-                          args.labels.split(",") if args.labels else None, args.quick, args.dtype, args.seed)
+        report = diagnose(
+            args.run_dirs,
+            args.system,
+            [w for w in args.only.split(",") if w],
+            resolve_data_path(args.data, pathlib.Path.cwd()) if args.data else None,
+            args.out,
+            args.labels.split(",") if args.labels else None,
+            args.quick,
+            args.dtype,
+            args.seed,
+        )
         print(summary_table(report))
         print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
     elif args.command in ("md", "relax"):
@@ -256,8 +275,21 @@ def _main(argv=None) -> int:
             files = ("trajectory.xyz", "md.log", "summary.json")
             out = _output_dir(args.run_dir, args.out, "md", args.overwrite, files)
             out.mkdir(parents=True, exist_ok=True)
-            summary = run_md(atoms, calc, args.ensemble, args.temperature, args.timestep, args.steps, args.pressure, args.friction,
-                             args.log_interval, args.traj_interval, out / "trajectory.xyz", out / "md.log", args.seed)
+            summary = run_md(
+                atoms,
+                calc,
+                args.ensemble,
+                args.temperature,
+                args.timestep,
+                args.steps,
+                args.pressure,
+                args.friction,
+                args.log_interval,
+                args.traj_interval,
+                out / "trajectory.xyz",
+                out / "md.log",
+                args.seed,
+            )
             summary.pop("rows")
             write_json(out / "summary.json", summary)
             print(json.dumps(summary, indent=1))

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 import jax
 
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
+
 DTYPES = ("float32", "float64")
 BACKBONES = ("mace", "nequip")
 
@@ -33,10 +34,17 @@ BACKBONES = ("mace", "nequip")
 # NequIP: nequip's "full" example (4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, p = 6)
 # with r_max 5 Å like MACE.
 BACKBONE_DEFAULTS = {
-    "mace": dict(max_ell=3, hidden_irreps="64x0e+64x1o", correlation=3, num_interactions=2, mlp_irreps="16x0e",
-                 residual_first=False, radial_mlp=(64, 64, 64), num_polynomial_cutoff=5),
-    "nequip": dict(num_layers=4, l_max=2, parity=True, num_features=32, resnet=True,
-                   radial_mlp=(64, 64), num_polynomial_cutoff=6),
+    "mace": dict(
+        max_ell=3,
+        hidden_irreps="64x0e+64x1o",
+        correlation=3,
+        num_interactions=2,
+        mlp_irreps="16x0e",
+        residual_first=False,
+        radial_mlp=(64, 64, 64),
+        num_polynomial_cutoff=5,
+    ),
+    "nequip": dict(num_layers=4, l_max=2, parity=True, num_features=32, resnet=True, radial_mlp=(64, 64), num_polynomial_cutoff=6),
 }
 SHARED_WITH_DEFAULTS = ("radial_mlp", "num_polynomial_cutoff")
 
@@ -107,8 +115,11 @@ class ModelConfig:
 
         if not isinstance(self.scalar_transforms, (list, tuple)):
             raise ConfigTypeError(f"model.scalar_transforms: expected a list, got {self.scalar_transforms!r}")
-        object.__setattr__(self, "scalar_transforms", tuple(
-            transform_from_dict(t, f"model.scalar_transforms[{i}]") for i, t in enumerate(self.scalar_transforms)))
+        object.__setattr__(
+            self,
+            "scalar_transforms",
+            tuple(transform_from_dict(t, f"model.scalar_transforms[{i}]") for i, t in enumerate(self.scalar_transforms)),
+        )
         for z in self.atomic_numbers:
             if isinstance(z, bool) or not float(z).is_integer() or not 1 <= int(z) <= 118:
                 raise InputError(f"model.atomic_numbers: {z!r} is not an atomic number (an integer in 1..118)")
@@ -211,8 +222,6 @@ def load_model_config(config: Optional[Any] = None, **overrides) -> ModelConfig:
     elif isinstance(config, Mapping):
         base = dict(config)
     elif isinstance(config, (str, pathlib.Path)):
-        import yaml
-
         loaded = read_yaml(config)
         if not isinstance(loaded, Mapping):
             raise ConfigTypeError(f"{config}: expected a mapping of model settings, got {type(loaded).__name__}")

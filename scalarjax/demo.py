@@ -26,8 +26,15 @@ import numpy as np
 # (173 s vs ~25 s per epoch, same shared 2-core machine). Energy weight 100 vs forces 10: per-atom
 # energies (surface vs bulk) are a target of their own, not a by-product of the forces.
 DEMO_MODEL = {"hidden_irreps": "32x0e+32x1o", "max_ell": 2, "correlation": 3, "num_interactions": 2, "radial_mlp": [32, 32, 32]}
-DEMO_TRAINING = {"lr": 0.01, "warmup_epochs": 1.0, "scheduler": "cosine", "energy_weight": 100.0, "forces_weight": 10.0,
-                 "stress_weight": 100.0, "ema_decay": 0.99}
+DEMO_TRAINING = {
+    "lr": 0.01,
+    "warmup_epochs": 1.0,
+    "scheduler": "cosine",
+    "energy_weight": 100.0,
+    "forces_weight": 10.0,
+    "stress_weight": 100.0,
+    "ema_decay": 0.99,
+}
 FRACTIONS = (0.5, 0.2, 0.3)  # bulk, vacancy, surface
 
 
@@ -85,8 +92,10 @@ def main(argv=None):
     write_extxyz(out / "data" / "train.xyz", train_set)
     write_extxyz(out / "data" / "test.xyz", test)
     kinds = {k: sum(c.config_type == k for c in data) for k in ("bulk", "vacancy", "surface")}
-    print(f"generated {len(data)} EMT-labelled Ag configurations ({', '.join(f'{v} {k}' for k, v in kinds.items())}; "
-          f"{len(train_set)} train+valid, {len(test)} test) in {time.perf_counter() - t:.1f} s")
+    print(
+        f"generated {len(data)} EMT-labelled Ag configurations ({', '.join(f'{v} {k}' for k, v in kinds.items())}; "
+        f"{len(train_set)} train+valid, {len(test)} test) in {time.perf_counter() - t:.1f} s"
+    )
 
     raw = {
         "model": dict(DEMO_MODEL),
@@ -111,24 +120,34 @@ def main(argv=None):
     from scalarjax.simulation import nve_drift
 
     md = nve_drift(calc, bulk("Ag", "fcc", a=4.09, cubic=True).repeat(2), args.md_steps, 2.0, 300.0, args.seed)
-    print(f"\nNVE MD, {md['n_atoms']} Ag atoms, {md['steps']} steps of {md['timestep_fs']} fs from {md['temperature_K']:.0f} K: "
-          f"energy drift {md['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, fluctuation {md['fluctuation_meV_per_atom']:.3f} meV/atom, "
-          f"{md['steps_per_s']:.1f} steps/s after the first, {md['compiles_during_run']} compilation(s) during the run")
+    print(
+        f"\nNVE MD, {md['n_atoms']} Ag atoms, {md['steps']} steps of {md['timestep_fs']} fs from {md['temperature_K']:.0f} K: "
+        f"energy drift {md['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, fluctuation {md['fluctuation_meV_per_atom']:.3f} meV/atom, "
+        f"{md['steps_per_s']:.1f} steps/s after the first, {md['compiles_during_run']} compilation(s) during the run"
+    )
 
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     losses = [r["train_loss"] for r in rows]
     spike = max((b / a for a, b in zip(losses, losses[1:])), default=0.0)
-    summary = {k: {"E_meV_per_atom": v["energy_meV_per_atom"]["mae"], "F_meV_per_A": v["forces_meV_per_A"]["mae"]}
-               for k, v in metrics.items()}
-    print("\nheld-out test MAE by kind: " + ", ".join(f"{k} E {v['E_meV_per_atom']:.2f} meV/atom F {v['F_meV_per_A']:.1f} meV/Å"
-                                                  for k, v in summary.items()))
+    summary = {
+        k: {"E_meV_per_atom": v["energy_meV_per_atom"]["mae"], "F_meV_per_A": v["forces_meV_per_A"]["mae"]} for k, v in metrics.items()
+    }
+    print(
+        "\nheld-out test MAE by kind: "
+        + ", ".join(f"{k} E {v['E_meV_per_atom']:.2f} meV/atom F {v['F_meV_per_A']:.1f} meV/Å" for k, v in summary.items())
+    )
     print(f"largest epoch-to-epoch rise of the training loss: {spike:.2f}x")
     total = time.perf_counter() - t_demo
     with open(out / "demo_results.json", "w") as f:
-        json.dump({"test": metrics, "nve": md, "train_seconds": t_train, "demo_seconds": total, "max_loss_ratio": spike,
-                   "config": raw}, f, indent=1)
-    print(f"\nlearning curve: {run_dir / 'learning_curve.png'}\nparity plots:   {run_dir / 'parity_test.png'}, "
-          f"{run_dir / 'parity_valid.png'}\nall numbers:    {out / 'demo_results.json'}  (demo took {total / 60:.1f} min)")
+        json.dump(
+            {"test": metrics, "nve": md, "train_seconds": t_train, "demo_seconds": total, "max_loss_ratio": spike, "config": raw},
+            f,
+            indent=1,
+        )
+    print(
+        f"\nlearning curve: {run_dir / 'learning_curve.png'}\nparity plots:   {run_dir / 'parity_test.png'}, "
+        f"{run_dir / 'parity_valid.png'}\nall numbers:    {out / 'demo_results.json'}  (demo took {total / 60:.1f} min)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,17 +62,31 @@ def export_potential(potential, path, platforms: Sequence[str] = ("cpu", "cuda")
     def flat(positions, species, senders, receivers, shifts, cell, pbc, n_node, n_edge):
         import jraph
 
-        graph = jraph.GraphsTuple(nodes={"positions": positions, "species": species}, edges={"shifts": shifts},
-                                  globals={"cell": cell, "pbc": pbc}, senders=senders, receivers=receivers,
-                                  n_node=n_node, n_edge=n_edge, )
+        graph = jraph.GraphsTuple(
+            nodes={"positions": positions, "species": species},
+            edges={"shifts": shifts},
+            globals={"cell": cell, "pbc": pbc},
+            senders=senders,
+            receivers=receivers,
+            n_node=n_node,
+            n_edge=n_edge,
+        )
         out = fn(params, graph)
         return out["energy"], out["forces"], out["stress"]
 
     n, e, g = export.symbolic_shape("N, E, G")
     i32 = jnp.int32
-    args = [jax.ShapeDtypeStruct((n, 3), dtype), jax.ShapeDtypeStruct((n,), i32), jax.ShapeDtypeStruct((e,), i32),
-            jax.ShapeDtypeStruct((e,), i32), jax.ShapeDtypeStruct((e, 3), dtype), jax.ShapeDtypeStruct((g, 3, 3), dtype),
-            jax.ShapeDtypeStruct((g, 3), jnp.bool_), jax.ShapeDtypeStruct((g,), i32), jax.ShapeDtypeStruct((g,), i32)]
+    args = [
+        jax.ShapeDtypeStruct((n, 3), dtype),
+        jax.ShapeDtypeStruct((n,), i32),
+        jax.ShapeDtypeStruct((e,), i32),
+        jax.ShapeDtypeStruct((e,), i32),
+        jax.ShapeDtypeStruct((e, 3), dtype),
+        jax.ShapeDtypeStruct((g, 3, 3), dtype),
+        jax.ShapeDtypeStruct((g, 3), jnp.bool_),
+        jax.ShapeDtypeStruct((g,), i32),
+        jax.ShapeDtypeStruct((g,), i32),
+    ]
     exported = export.export(jax.jit(flat), platforms=tuple(platforms))(*args)
     cfg = potential.config
     meta = {
@@ -129,8 +143,10 @@ def load_export(path) -> tuple[Callable, dict]:
     lo, hi = export.minimum_supported_calling_convention_version, export.maximum_supported_calling_convention_version
     wrote = f"written by jax {meta.get('jax', '?')} (calling convention {version})"
     if not isinstance(version, int) or not lo <= version <= hi:
-        raise ExportError(f"{path}: {wrote}; this jax {jax.__version__} runs calling conventions {lo}..{hi} — "
-                          f"re-export the run with this JAX or install a compatible one")
+        raise ExportError(
+            f"{path}: {wrote}; this jax {jax.__version__} runs calling conventions {lo}..{hi} — "
+            f"re-export the run with this JAX or install a compatible one"
+        )
     try:
         with zipfile.ZipFile(path) as z:
             exported = export.deserialize(bytearray(z.read("function.bin")))
@@ -177,9 +193,17 @@ class ExportedPotential:
     def __call__(self, graph, compute_stress: bool = True) -> dict:
         f, i = self.dtype, np.int32
         g = graph.globals
-        args = (np.asarray(graph.nodes["positions"], f), np.asarray(graph.nodes["species"], i), np.asarray(graph.senders, i),
-                np.asarray(graph.receivers, i), np.asarray(graph.edges["shifts"], f), np.asarray(g["cell"], f),
-                np.asarray(g["pbc"], bool), np.asarray(graph.n_node, i), np.asarray(graph.n_edge, i))
+        args = (
+            np.asarray(graph.nodes["positions"], f),
+            np.asarray(graph.nodes["species"], i),
+            np.asarray(graph.senders, i),
+            np.asarray(graph.receivers, i),
+            np.asarray(graph.edges["shifts"], f),
+            np.asarray(g["cell"], f),
+            np.asarray(g["pbc"], bool),
+            np.asarray(graph.n_node, i),
+            np.asarray(graph.n_edge, i),
+        )
         energy, forces, stress = self._fn(*args)
         out = {"energy": energy, "forces": forces}
         if compute_stress:

@@ -86,8 +86,10 @@ def check_inside(base, path, what: str = "output") -> pathlib.Path:
     base, path = pathlib.Path(base), pathlib.Path(path)
     real_base, real = base.resolve(), path.resolve()
     if real != real_base and real_base not in real.parents:
-        raise InputError(f"{path}: is a symlink (or under one) pointing to {real}, outside {base}; "
-                         f"refusing to write the {what} there (remove the link or choose another output)")
+        raise InputError(
+            f"{path}: is a symlink (or under one) pointing to {real}, outside {base}; "
+            f"refusing to write the {what} there (remove the link or choose another output)"
+        )
     return path
 
 

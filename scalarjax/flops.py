@@ -65,8 +65,15 @@ def cost(config, atoms, seed: int = 0) -> dict:
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     n = len(atoms)
     flops = float(analysis.get("flops", 0.0))
-    return {"flops": flops, "flops_per_atom": flops / n, "transcendentals": float(analysis.get("transcendentals", 0.0)),
-            "params": pot.num_params(), "n_atoms": n, "n_edges": int(graph.n_edge[0]), "padded_edges": int(batch.senders.shape[0])}
+    return {
+        "flops": flops,
+        "flops_per_atom": flops / n,
+        "transcendentals": float(analysis.get("transcendentals", 0.0)),
+        "params": pot.num_params(),
+        "n_atoms": n,
+        "n_edges": int(graph.n_edge[0]),
+        "padded_edges": int(batch.senders.shape[0]),
+    }
 
 
 def flops_report(config, atoms=None, structure_name: Optional[str] = None) -> dict:
@@ -85,18 +92,28 @@ def flops_report(config, atoms=None, structure_name: Optional[str] = None) -> di
     for v in variants.values():
         v["flops_overhead_vs_base"] = v["flops"] / base["flops"] - 1.0
         v["params_overhead_vs_base"] = v["params"] / base["params"] - 1.0
-    return {"structure": structure_name, "n_atoms": len(atoms), "periodic": bool(any(atoms.pbc)),
-            "backbone": config.backbone, "dtype": config.dtype,
-            "transforms": {name: [dataclasses.asdict(t) | {"kind": t.kind} for t in cfg.scalar_transforms]
-                           for name, cfg in variant_configs(config).items()},
-            "variants": variants}
+    return {
+        "structure": structure_name,
+        "n_atoms": len(atoms),
+        "periodic": bool(any(atoms.pbc)),
+        "backbone": config.backbone,
+        "dtype": config.dtype,
+        "transforms": {
+            name: [dataclasses.asdict(t) | {"kind": t.kind} for t in cfg.scalar_transforms] for name, cfg in variant_configs(config).items()
+        },
+        "variants": variants,
+    }
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{report['backbone']} ({report['dtype']}), {report['structure']}: {report['n_atoms']} atoms, "
-             f"E+F{'+S' if report['periodic'] else ''}",
-             f"{'variant':10s} {'MFLOP':>12s} {'kFLOP/atom':>12s} {'vs base':>9s} {'params':>10s} {'vs base':>9s}"]
+    lines = [
+        f"{report['backbone']} ({report['dtype']}), {report['structure']}: {report['n_atoms']} atoms, "
+        f"E+F{'+S' if report['periodic'] else ''}",
+        f"{'variant':10s} {'MFLOP':>12s} {'kFLOP/atom':>12s} {'vs base':>9s} {'params':>10s} {'vs base':>9s}",
+    ]
     for name, v in report["variants"].items():
-        lines.append(f"{name:10s} {v['flops'] / 1e6:12.2f} {v['flops_per_atom'] / 1e3:12.1f} {100 * v['flops_overhead_vs_base']:+8.2f}% "
-                     f"{v['params']:10d} {100 * v['params_overhead_vs_base']:+8.2f}%")
+        lines.append(
+            f"{name:10s} {v['flops'] / 1e6:12.2f} {v['flops_per_atom'] / 1e3:12.1f} {100 * v['flops_overhead_vs_base']:+8.2f}% "
+            f"{v['params']:10d} {100 * v['params_overhead_vs_base']:+8.2f}%"
+        )
     return "\n".join(lines)

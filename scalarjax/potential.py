@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import jraph
 
 
-
 def edge_vectors(positions, cell, shifts, senders, receivers, edge_graph):
     """``r_e = x_r − x_s + S_e · L_g`` : ``[E, 3]`` Å."""
     return positions[receivers] - positions[senders] + jnp.einsum("ei,eij->ej", shifts, cell[edge_graph])

@@ -91,9 +91,16 @@ def write_mlearn_aimd_json(path, frames) -> None:
     for k, (temp, a) in enumerate(frames):
         at = bulk("Si", "diamond", a=a, cubic=True)
         at.rattle(0.05, seed=k)
-        items.append({"structure": {"lattice": {"matrix": at.cell.tolist()},
-                                    "sites": [{"xyz": list(x), "species": [{"element": "Si"}]} for x in at.positions]},
-                      "outputs": {"energy": -5.0 * len(at), "forces": [[0.0, 0.0, 0.0]] * len(at)}, "group": "AIMD-NVT",
-                      "description": f"Snapshot {k} of 100000 of AIMD NVT simulation for normal structure at {temp} K"})
+        items.append(
+            {
+                "structure": {
+                    "lattice": {"matrix": at.cell.tolist()},
+                    "sites": [{"xyz": list(x), "species": [{"element": "Si"}]} for x in at.positions],
+                },
+                "outputs": {"energy": -5.0 * len(at), "forces": [[0.0, 0.0, 0.0]] * len(at)},
+                "group": "AIMD-NVT",
+                "description": f"Snapshot {k} of 100000 of AIMD NVT simulation for normal structure at {temp} K",
+            }
+        )
     with open(path, "w") as f:
         json.dump(items, f)

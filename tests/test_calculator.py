@@ -11,8 +11,8 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
-
 from conftest import TINY
+
 from scalarjax import Calculator, ModelConfig, load_model_config
 
 
@@ -72,8 +72,8 @@ def test_one_evaluation_per_change(calc, monkeypatch):
 
 def test_md_does_not_recompile_every_step():
     from ase import units
-    from ase.md.verlet import VelocityVerlet
     from ase.md.velocitydistribution import thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
 
     calc = Calculator.from_config(TINY, seed=1)
     atoms = bulk("Si", "diamond", a=5.4, cubic=True)
@@ -115,7 +115,9 @@ def test_float32_computes_in_float32():
     from scalarjax.potential import Potential
 
     calc32 = Calculator.from_config({**TINY, "dtype": "float32"}, seed=1)
-    pot64 = Potential(dataclasses.replace(calc32.config, dtype="float64"), params=jax.tree.map(lambda x: x.astype(np.float64), calc32.potential.params))
+    pot64 = Potential(
+        dataclasses.replace(calc32.config, dtype="float64"), params=jax.tree.map(lambda x: x.astype(np.float64), calc32.potential.params)
+    )
     atoms = Atoms("OSiO", positions=[[0, 0, 0], [1.6, 0.1, 0], [3.1, 0.4, 0.2]])
     atoms.calc = calc32
     f32 = atoms.get_forces()
@@ -145,8 +147,9 @@ def test_capacity_covers_a_shell_just_outside_the_cutoff():
 
     import scalarjax
 
-    calc = scalarjax.Calculator.from_config({"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "radial_mlp": [4], "correlation": 2,
-                                             "r_max": 5.0}, species=["Ag"])
+    calc = scalarjax.Calculator.from_config(
+        {"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "radial_mlp": [4], "correlation": 2, "r_max": 5.0}, species=["Ag"]
+    )
     atoms = bulk("Ag", "fcc", a=4.09, cubic=True).repeat(2)
     atoms.calc = calc
     atoms.get_forces()

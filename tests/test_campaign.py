@@ -14,9 +14,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
 from flax.traverse_util import flatten_dict
 
-from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
 from scalarjax.config import load_model_config
 from scalarjax.potential import Potential
 
@@ -72,11 +72,28 @@ def test_plan_is_consistent():
 
 
 def _fake(variant, seed, f_mae, n=6):
-    errs = {"config_type": ["x"] * n, "n_atoms": [2] * n, "energy_meV_per_atom": [1.0] * n,
-            "forces_mae_meV_per_A": [f_mae] * n, "forces_sq_meV2_per_A2": [f_mae**2] * n, "stress_mae_meV_per_A3": [None] * n}
+    errs = {
+        "config_type": ["x"] * n,
+        "n_atoms": [2] * n,
+        "energy_meV_per_atom": [1.0] * n,
+        "forces_mae_meV_per_A": [f_mae] * n,
+        "forces_sq_meV2_per_A2": [f_mae**2] * n,
+        "stress_mae_meV_per_A3": [None] * n,
+    }
     m = {"energy_meV_per_atom": {"mae": 1.0}, "forces_meV_per_A": {"mae": f_mae}, "stress_meV_per_A3": {"mae": None}}
-    return {"phase": "p", "dataset": "d", "size": "s", "variant": variant, "seed": seed, "n_params": 10, "epochs": 1, "wall_s": 60.0,
-            "best": {"test": {"all": m}}, "last_ema": {"test": {"all": m}}, "structure_errors": {"test": errs, "test_last_ema": errs}}
+    return {
+        "phase": "p",
+        "dataset": "d",
+        "size": "s",
+        "variant": variant,
+        "seed": seed,
+        "n_params": 10,
+        "epochs": 1,
+        "wall_s": 60.0,
+        "best": {"test": {"all": m}},
+        "last_ema": {"test": {"all": m}},
+        "structure_errors": {"test": errs, "test_last_ema": errs},
+    }
 
 
 def test_report_statistics_on_known_inputs():

@@ -20,12 +20,11 @@ import json
 
 import numpy as np
 import pytest
-
-from conftest import TINY
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.spacegroup import crystal
+from conftest import TINY
 
 from scalarjax.diagnostics import (
     SI_DFT_PBE_GAMMA_OPTICAL_THZ,

@@ -14,9 +14,21 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Four species (aspirin's H, C, O and Si), small enough to lower twice (cpu, cuda) quickly.
-SMALL = {"r_max": 4.0, "num_bessel": 4, "max_ell": 2, "hidden_irreps": "4x0e+4x1o", "correlation": 2, "num_interactions": 2,
-         "mlp_irreps": "4x0e", "radial_mlp": [8], "avg_num_neighbors": 8.0, "atomic_numbers": [1, 6, 8, 14],
-         "atomic_energies": [-1.0, -2.0, -3.0, -4.0], "shift": 0.1, "scale": 1.3}
+SMALL = {
+    "r_max": 4.0,
+    "num_bessel": 4,
+    "max_ell": 2,
+    "hidden_irreps": "4x0e+4x1o",
+    "correlation": 2,
+    "num_interactions": 2,
+    "mlp_irreps": "4x0e",
+    "radial_mlp": [8],
+    "avg_num_neighbors": 8.0,
+    "atomic_numbers": [1, 6, 8, 14],
+    "atomic_energies": [-1.0, -2.0, -3.0, -4.0],
+    "shift": 0.1,
+    "scale": 1.3,
+}
 
 FRESH = """
 import json, sys
@@ -124,10 +136,14 @@ def test_unusable_exports_are_one_line(tmp_path):
 
     base = {"format": FORMAT, "atomic_numbers": [14], "r_max": 4.0, "dtype": "float32"}
     cases = [
-        (forge("old.jaxexport", {**base, "jax": "0.4.1", "calling_convention_version": 1}),
-         r"written by jax 0\.4\.1 \(calling convention 1\); this jax .* runs calling conventions"),
-        (forge("corrupt.jaxexport", {**base, "jax": "0.99.0", "calling_convention_version": 10}),
-         r"written by jax 0\.99\.0 \(calling convention 10\) cannot be read by jax"),
+        (
+            forge("old.jaxexport", {**base, "jax": "0.4.1", "calling_convention_version": 1}),
+            r"written by jax 0\.4\.1 \(calling convention 1\); this jax .* runs calling conventions",
+        ),
+        (
+            forge("corrupt.jaxexport", {**base, "jax": "0.99.0", "calling_convention_version": 10}),
+            r"written by jax 0\.99\.0 \(calling convention 10\) cannot be read by jax",
+        ),
         (forge("other.jaxexport", {**base, "format": "something-else/3"}), r"unknown format 'something-else/3'"),
     ]
     (tmp_path / "not_a_zip.jaxexport").write_text("hello")

@@ -11,15 +11,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from ase import Atoms
 
 from scalarjax.data.configuration import Configuration
 from scalarjax.training import finetune
 from scalarjax.training.config import load_run_config
 
 FIXTURES = pathlib.Path(__file__).parent / "data" / "mace_torch"
-TRANSFORMS = [{"kind": "pan", "neighbor_weights": True, "hidden": 4, "identity_init": True},
-              {"kind": "pgs", "edge_modes": 4, "readout_modes": 3, "identity_init": True}]
+TRANSFORMS = [
+    {"kind": "pan", "neighbor_weights": True, "hidden": 4, "identity_init": True},
+    {"kind": "pgs", "edge_modes": 4, "readout_modes": 3, "identity_init": True},
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,19 @@ def _cells(n=4, seed=0):
     ref = json.loads((FIXTURES / "reference.json").read_text())["structures"]["mixed_cell"]
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         pos = np.asarray(ref["positions"]) + rng.normal(0, 0.05, (len(ref["numbers"]), 3))
-        out.append(Configuration(species=np.asarray(ref["numbers"]), positions=pos, cell=np.asarray(ref["cell"]), pbc=(True,) * 3,
-                                 energy=float(rng.normal(-10, 1)), forces=rng.normal(0, 0.5, pos.shape), stress=rng.normal(0, 0.01, 6)))
+        out.append(
+            Configuration(
+                species=np.asarray(ref["numbers"]),
+                positions=pos,
+                cell=np.asarray(ref["cell"]),
+                pbc=(True,) * 3,
+                energy=float(rng.normal(-10, 1)),
+                forces=rng.normal(0, 0.5, pos.shape),
+                stress=rng.normal(0, 0.01, 6),
+            )
+        )
     return out
 
 
@@ -48,8 +58,7 @@ def _graph(pot, configs):
 
 
 def _raw(run_dir, **training):
-    return {"model": {"scalar_transforms": TRANSFORMS, "dtype": "float64"},
-            "training": {"init_from": str(run_dir), **training}}
+    return {"model": {"scalar_transforms": TRANSFORMS, "dtype": "float64"}, "training": {"init_from": str(run_dir), **training}}
 
 
 def test_identity_init_reproduces_the_base_model_exactly(base_run):

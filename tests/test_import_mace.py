@@ -53,10 +53,13 @@ def _errors(pot, model: str) -> dict:
         ref = REFERENCE["models"][model]["outputs"][name]
         e_e0 = sum(e0[z] for z in a.numbers)
         e = float(out_all["energy"][g])
-        f = np.asarray(out_all["forces"][start:start + len(a)])
+        f = np.asarray(out_all["forces"][start : start + len(a)])
         start += len(a)
-        out[name] = {"energy": _rel(e, ref["energy"]), "interaction_energy": _rel(e - e_e0, ref["energy"] - e_e0),
-                     "forces": _rel(f, ref["forces"])}
+        out[name] = {
+            "energy": _rel(e, ref["energy"]),
+            "interaction_energy": _rel(e - e_e0, ref["energy"] - e_e0),
+            "forces": _rel(f, ref["forces"]),
+        }
         if "stress" in ref:
             out[name]["stress"] = _rel(full_to_voigt(np.asarray(out_all["stress"][g])), ref["stress"])
     return out
@@ -146,14 +149,17 @@ def _edited_dump(tmp_path, edit) -> pathlib.Path:
     return pathlib.Path(f"{dst}.npz")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m["layers"][1].update(interaction_class="RealAgnosticInteractionBlock"), "after the first layer"),
-    (lambda m: m["layers"][1].update(interaction_class="RealAgnosticDensityInteractionBlock"), "after the first layer"),
-    (lambda m: m.update(format="something-else"), "not a mace-torch dump"),
-    (lambda m: m["layers"][1]["product"]["outputs"]["0e"].pop(), "correlation"),
-    (lambda m: m.update(num_bessel=m["num_bessel"] - 1), "Bessel"),
-    (lambda m: m.update(layers=m["layers"][:1], readouts=m["readouts"][:1]), "single interaction"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["layers"][1].update(interaction_class="RealAgnosticInteractionBlock"), "after the first layer"),
+        (lambda m: m["layers"][1].update(interaction_class="RealAgnosticDensityInteractionBlock"), "after the first layer"),
+        (lambda m: m.update(format="something-else"), "not a mace-torch dump"),
+        (lambda m: m["layers"][1]["product"]["outputs"]["0e"].pop(), "correlation"),
+        (lambda m: m.update(num_bessel=m["num_bessel"] - 1), "Bessel"),
+        (lambda m: m.update(layers=m["layers"][:1], readouts=m["readouts"][:1]), "single interaction"),
+    ],
+)
 def test_unsupported_dump_is_one_line_error_and_writes_nothing(tmp_path, capsys, edit, message):
     from scalarjax.cli import main
 
@@ -208,9 +214,15 @@ def test_torch_side_rejections_recorded_by_the_fixture_script():
     """What the dump step (torch side) says for unsupported models, as recorded by make_mace_fixtures.py
     in the peer venv: one line each, naming what is unsupported."""
     rejected = REFERENCE["rejected"]
-    expect = {"multi_head": "multi-head", "density_interaction": "RealAgnosticDensityInteractionBlock",
-              "nonlinear_interaction": "RealAgnosticResidualNonLinearInteractionBlock", "zbl_pair_repulsion": "ZBL",
-              "gaussian_radial": "GaussianBasis", "agnostic_product": "use_agnostic_product",
-              "not_a_model_pickle": "dict is not supported", "text_file": "not a torch model file"}
+    expect = {
+        "multi_head": "multi-head",
+        "density_interaction": "RealAgnosticDensityInteractionBlock",
+        "nonlinear_interaction": "RealAgnosticResidualNonLinearInteractionBlock",
+        "zbl_pair_repulsion": "ZBL",
+        "gaussian_radial": "GaussianBasis",
+        "agnostic_product": "use_agnostic_product",
+        "not_a_model_pickle": "dict is not supported",
+        "text_file": "not a torch model file",
+    }
     for case, needle in expect.items():
         assert needle in rejected[case] and "\n" not in rejected[case], (case, rejected[case])

@@ -71,14 +71,19 @@ def test_extxyz_single_point_calculator_round_trip(tmp_path: Path):
 def test_extxyz_custom_keys_in_info_and_arrays(tmp_path: Path):
     atoms = _water(1)
     energy, forces, stress = _labels(1)
-    atoms.info.update(REF_energy=energy, REF_stress=voigt_to_full(stress), config_weight=0.5,
-                      config_forces_weight=2.0, config_stress_weight=0.0, kind="liquid")
+    atoms.info.update(
+        REF_energy=energy,
+        REF_stress=voigt_to_full(stress),
+        config_weight=0.5,
+        config_forces_weight=2.0,
+        config_stress_weight=0.0,
+        kind="liquid",
+    )
     atoms.arrays["REF_forces"] = forces
     path = tmp_path / "ref.xyz"
     ase.io.write(path, atoms, format="extxyz")
 
-    keys = LabelKeys(energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress",
-                     required=("energy", "forces", "stress"))
+    keys = LabelKeys(energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress", required=("energy", "forces", "stress"))
     (c,) = read_ase(path, keys=keys, config_type_key="kind")
     assert c.energy == pytest.approx(energy)
     np.testing.assert_allclose(c.forces, forces, atol=1e-7)
@@ -215,8 +220,7 @@ def _mlearn_item(energy=-10.0, virial=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0)):
     outputs = {"energy": energy, "forces": [[0.1, 0.2, 0.3], [-0.1, -0.2, -0.3]], "virial_stress": list(virial)}
     if energy is None:
         del outputs["energy"]
-    return {"structure": {"lattice": {"matrix": lattice}, "sites": sites}, "outputs": outputs,
-            "group": "Elastic", "num_atoms": 2}
+    return {"structure": {"lattice": {"matrix": lattice}, "sites": sites}, "outputs": outputs, "group": "Elastic", "num_atoms": 2}
 
 
 def test_mlearn_json_parsing(tmp_path: Path):
@@ -264,7 +268,6 @@ def _si_elastic(shared_data: Path):
     return configs, ground
 
 
-
 def test_mlearn_si_stress_sign_uniaxial(shared_data: Path):
     """dE/dε along uniaxial strain families matches +V*stress (ASE sign) within 3% (found: ≤1.2%)."""
     configs, ground = _si_elastic(shared_data)
@@ -272,8 +275,7 @@ def test_mlearn_si_stress_sign_uniaxial(shared_data: Path):
     assert np.abs(ground.stress).max() < 1e-4  # equilibrium: |σ| < 0.04 kBar
     for axis in range(3):
         others = [k for k in range(3) if k != axis]
-        family = [c for c in configs if np.allclose(c.cell, np.diag(np.diag(c.cell)))
-                  and np.allclose(np.diag(c.cell)[others], a0[others])]
+        family = [c for c in configs if np.allclose(c.cell, np.diag(np.diag(c.cell))) and np.allclose(np.diag(c.cell)[others], a0[others])]
         assert len(family) >= 8
         strain = np.array([np.log(c.cell[axis, axis] / a0[axis]) for c in family])
         energy = np.array([c.energy for c in family])
@@ -293,8 +295,7 @@ def test_mlearn_si_stress_sign_shear(shared_data: Path):
     configs, ground = _si_elastic(shared_data)
     for (row, col), slot in (((1, 0), 5), ((2, 0), 4), ((2, 1), 3)):
         tilt = [(i, j) for i in range(3) for j in range(3) if i > j and (i, j) != (row, col)]
-        family = [ground] + [c for c in configs if abs(c.cell[row, col]) > 1e-3
-                             and all(abs(c.cell[i, j]) < 1e-8 for i, j in tilt)]
+        family = [ground] + [c for c in configs if abs(c.cell[row, col]) > 1e-3 and all(abs(c.cell[i, j]) < 1e-8 for i, j in tilt)]
         assert len(family) >= 8
         gamma = np.array([c.cell[row, col] / c.cell[row, row] for c in family])
         energy = np.array([c.energy for c in family])

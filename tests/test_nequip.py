@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from physics_utils import captured_intermediates, evaluate_one, molecule
-
 from conftest import TINY_NEQUIP
+from physics_utils import captured_intermediates, evaluate_one, molecule
 
 
 def _layer_features(pot, atoms):

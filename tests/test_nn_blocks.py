@@ -54,11 +54,15 @@ def test_channelwise_tensor_product_is_equivariant(reflect):
     R = random_orthogonal(1, reflect)
 
     def sh(v):
-        return e3nn.spherical_harmonics(e3nn.Irreps.spherical_harmonics(lmax), jnp.asarray(v), normalize=True, normalization="component").array
+        return e3nn.spherical_harmonics(
+            e3nn.Irreps.spherical_harmonics(lmax), jnp.asarray(v), normalize=True, normalization="component"
+        ).array
 
     def run(h_, v):
         out = channelwise_tp_aggregate(plan, h_, sh(v), w, receivers, N)
-        return {ir: a.reshape(N, -1, e3nn.Irrep(ir).dim, C).transpose(0, 2, 1, 3).reshape(N, e3nn.Irrep(ir).dim, -1) for ir, a in out.items()}
+        return {
+            ir: a.reshape(N, -1, e3nn.Irrep(ir).dim, C).transpose(0, 2, 1, 3).reshape(N, e3nn.Irrep(ir).dim, -1) for ir, a in out.items()
+        }
 
     ref = run(h, vec)
     rot = run(_rotate(h, R), vec @ R.T)

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -24,13 +23,26 @@ import yaml
 from scalarjax.demo import write_extxyz
 
 # Smaller than test_training's model: these tests compile the training step in several processes.
-MICRO = {"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "correlation": 1, "num_interactions": 1, "radial_mlp": [4],
-         "num_bessel": 4, "r_max": 3.5, "mlp_irreps": "2x0e", "dtype": "float64"}
+MICRO = {
+    "max_ell": 1,
+    "hidden_irreps": "4x0e+4x1o",
+    "correlation": 1,
+    "num_interactions": 1,
+    "radial_mlp": [4],
+    "num_bessel": 4,
+    "r_max": 3.5,
+    "mlp_irreps": "2x0e",
+    "dtype": "float64",
+}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_", "OMPI_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_", "OMPI_"))
+    }
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["JAX_ENABLE_X64"] = "1"
     env.update(extra)
@@ -50,8 +62,12 @@ def data_file(tmp_path_factory):
 def raw_config(data_file, run_dir, **training):
     # 9 training graphs, batch 4: steps of 4, 4 and 1 graphs; on 2 devices the last step leaves
     # device 1 with padding only.
-    return {"model": MICRO, "data": {"train": str(data_file), "batch_size": 4, "valid_fraction": 0.25},
-            "training": {"max_epochs": 2, "lr": 0.005, "seed": 3, **training}, "output": {"run_dir": str(run_dir)}}
+    return {
+        "model": MICRO,
+        "data": {"train": str(data_file), "batch_size": 4, "valid_fraction": 0.25},
+        "training": {"max_epochs": 2, "lr": 0.005, "seed": 3, **training},
+        "output": {"run_dir": str(run_dir)},
+    }
 
 
 def restore_state(run_dir, step, like=None):
@@ -109,8 +125,13 @@ def runs(data_file, tmp_path_factory):
     process, so that XLA's compilation cache serves the programs they share.)"""
     root = tmp_path_factory.mktemp("runs")
     raw = raw_config(data_file, root / "RUN")
-    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, json.dumps(raw)], capture_output=True, text=True, timeout=900,
-                          env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, json.dumps(raw)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ref = {step: restore_state(root / "one", step) for step in (1, 2)}
     return root, ref, proc.stdout
@@ -144,8 +165,16 @@ def test_two_processes_match_one(data_file, runs, tmp_path):
     cfg_path.write_text(yaml.safe_dump(raw_config(data_file, tmp_path / "two", max_epochs=1)))
     env = _env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2", SCALARJAX_DISTRIBUTED_TIMEOUT="300")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
-    procs = [subprocess.Popen([sys.executable, "-m", "scalarjax.cli", "train", str(cfg_path)], env={**env, "JAX_PROCESS_ID": str(i)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scalarjax.cli", "train", str(cfg_path)],
+            env={**env, "JAX_PROCESS_ID": str(i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
     two = tmp_path / "two"
@@ -159,9 +188,11 @@ def test_bad_device_setups(data_file, tmp_path):
     from scalarjax.training.parallel import ParallelSetupError
     from scalarjax.training.trainer import train
 
-    for devices, message in ((5, r"training.devices: 5 requested, but only 1 cpu device\(s\) are available"),
-                             ("two", r"training.devices: 'two' is neither 'all' nor a device count"),
-                             (0, r"training.devices: 0 \(need at least 1\)")):
+    for devices, message in (
+        (5, r"training.devices: 5 requested, but only 1 cpu device\(s\) are available"),
+        ("two", r"training.devices: 'two' is neither 'all' nor a device count"),
+        (0, r"training.devices: 0 \(need at least 1\)"),
+    ):
         with pytest.raises(ParallelSetupError, match=message):
             train(load_run_config(raw=raw_config(data_file, tmp_path / "bad", devices=devices)), progress=False)
         assert not (tmp_path / "bad").exists()
@@ -170,9 +201,12 @@ def test_bad_device_setups(data_file, tmp_path):
 def test_unreachable_coordinator_is_one_line(data_file, tmp_path):
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(raw_config(data_file, tmp_path / "never")))
-    env = _env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1",
-               SCALARJAX_DISTRIBUTED_TIMEOUT="2")
-    proc = subprocess.run([sys.executable, "-m", "scalarjax.cli", "train", str(cfg_path)], env=env, capture_output=True, text=True, timeout=120)
+    env = _env(
+        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1", SCALARJAX_DISTRIBUTED_TIMEOUT="2"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalarjax.cli", "train", str(cfg_path)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "coordinator 127.0.0.1:" in lines[0] and "did not answer within 2 s" in lines[0], proc.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-
 from physics_utils import evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
 
 RTOL = 1e-10
@@ -177,6 +176,7 @@ def test_no_recompilation_within_bucket(tiny_potential):
 def test_correlation_orders(correlation):
     """Body orders 2 and 5 build, stay invariant, and give forces that are the energy gradient."""
     from conftest import TINY
+
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
 
@@ -202,11 +202,16 @@ def test_fixed_padding_fits_every_shuffle():
     from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
 
     el = ElementTable((8, 14))
-    graphs = [configuration_to_graph(Configuration.from_atoms(a), el, 3.5) for a in
-              [triclinic_cell(20 + i, n=4 + 2 * i) for i in range(6)] + [molecule(30 + i, n=3 + i) for i in range(5)]]
+    graphs = [
+        configuration_to_graph(Configuration.from_atoms(a), el, 3.5)
+        for a in [triclinic_cell(20 + i, n=4 + 2 * i) for i in range(6)] + [molecule(30 + i, n=3 + i) for i in range(5)]
+    ]
     size = max_pad_size(graphs, 3)
-    shapes = {(b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0])
-              for seed in range(20) for b in batches(graphs, 3, shuffle=True, seed=seed, size=size)}
+    shapes = {
+        (b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0])
+        for seed in range(20)
+        for b in batches(graphs, 3, shuffle=True, seed=seed, size=size)
+    }
     assert shapes == {(size.n_node, size.n_edge, size.n_graph)}
 
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from ase import Atoms
 from ase.build import bulk, fcc111
-
 from conftest import TINY
+
 from scalarjax.errors import InputError, RunDirError, UserError
 
 TINY32 = {**TINY, "dtype": "float32", "num_interactions": 1, "correlation": 2}
@@ -140,15 +140,25 @@ def test_mixed_pbc_without_volume_has_no_stress(calc32):
 # 4. training settings that train nothing or silently something else -------------------------------
 
 
-@pytest.mark.parametrize("override,key", [
-    ("training.lr=-0.01", "training.lr"), ("training.scheduler=cosin", "training.scheduler"),
-    ("training.batch_size=0", "training: unknown key"), ("data.batch_size=0", "data.batch_size"),
-    ("training.eval_every=0", "training.eval_every"), ("output.keep_checkpoints=0", "output.keep_checkpoints"),
-    ("training.ema_decay=1.0", "training.ema_decay"), ("data.valid_fraction=1.0", "data.valid_fraction"),
-    ("data.valid_fraction=-0.1", "data.valid_fraction"), ("data.max_train=0", "data.max_train"),
-    ("data.config_type_weights=[1,2]", "data.config_type_weights"), ("model.avg_num_neighbors=0", "model.avg_num_neighbors"),
-    ("model.hidden_irreps=8x1o", "model.hidden_irreps"), ("model.atomic_numbers=[500]", "model.atomic_numbers"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("training.lr=-0.01", "training.lr"),
+        ("training.scheduler=cosin", "training.scheduler"),
+        ("training.batch_size=0", "training: unknown key"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("training.eval_every=0", "training.eval_every"),
+        ("output.keep_checkpoints=0", "output.keep_checkpoints"),
+        ("training.ema_decay=1.0", "training.ema_decay"),
+        ("data.valid_fraction=1.0", "data.valid_fraction"),
+        ("data.valid_fraction=-0.1", "data.valid_fraction"),
+        ("data.max_train=0", "data.max_train"),
+        ("data.config_type_weights=[1,2]", "data.config_type_weights"),
+        ("model.avg_num_neighbors=0", "model.avg_num_neighbors"),
+        ("model.hidden_irreps=8x1o", "model.hidden_irreps"),
+        ("model.atomic_numbers=[500]", "model.atomic_numbers"),
+    ],
+)
 def test_run_config_values_are_checked(override, key):
     from scalarjax.training.config import load_run_config
 
@@ -156,8 +166,10 @@ def test_run_config_values_are_checked(override, key):
         load_run_config(raw={}, overrides=[override])
 
 
-@pytest.mark.parametrize("species,message", [("Si", None), ([0], "atomic number"), ([500], "atomic number"),
-                                             ([14.7], "atomic number"), ([], "empty"), (["Xx"], "unknown element")])
+@pytest.mark.parametrize(
+    "species,message",
+    [("Si", None), ([0], "atomic number"), ([500], "atomic number"), ([14.7], "atomic number"), ([], "empty"), (["Xx"], "unknown element")],
+)
 def test_calculator_species(species, message):
     from scalarjax import Calculator
 
@@ -180,7 +192,7 @@ def _small_data(path, n=6, seed=0):
 
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         atoms = bulk("Ag", "fcc", a=4.09, cubic=True)
         atoms.rattle(0.1, seed=int(rng.integers(1 << 30)))
         atoms.calc = EMT()
@@ -189,16 +201,28 @@ def _small_data(path, n=6, seed=0):
     return path
 
 
-TRAIN_MODEL = {"max_ell": 1, "hidden_irreps": "4x0e+4x1o", "correlation": 2, "num_interactions": 1, "radial_mlp": [4],
-               "num_bessel": 4, "r_max": 3.5, "mlp_irreps": "2x0e", "dtype": "float64"}
+TRAIN_MODEL = {
+    "max_ell": 1,
+    "hidden_irreps": "4x0e+4x1o",
+    "correlation": 2,
+    "num_interactions": 1,
+    "radial_mlp": [4],
+    "num_bessel": 4,
+    "r_max": 3.5,
+    "mlp_irreps": "2x0e",
+    "dtype": "float64",
+}
 
 
 def _cfg(data, run_dir, model=None, init_from=None, **training):
     from scalarjax.training.config import load_run_config
 
-    raw = {"model": {**TRAIN_MODEL, **(model or {})}, "data": {"train": str(data), "batch_size": 2, "valid_fraction": 0.34},
-           "training": {"max_epochs": 1, "lr": 0.005, "seed": 0, "init_from": init_from, **training},
-           "output": {"run_dir": str(run_dir), "keep_checkpoints": 1}}
+    raw = {
+        "model": {**TRAIN_MODEL, **(model or {})},
+        "data": {"train": str(data), "batch_size": 2, "valid_fraction": 0.34},
+        "training": {"max_epochs": 1, "lr": 0.005, "seed": 0, "init_from": init_from, **training},
+        "output": {"run_dir": str(run_dir), "keep_checkpoints": 1},
+    }
     return load_run_config(raw=raw)
 
 
@@ -213,8 +237,11 @@ def test_run_dir_reuse_resumes_or_refuses_before_writing(tmp_path):
 
     # another r_max, another data set, another width: refused, nothing in the directory touched
     other = _small_data(tmp_path / "ag2.xyz", seed=1)
-    for cfg, what in ((_cfg(data, run, {"r_max": 3.0}), "model.r_max"), (_cfg(other, run), "data.train_sha256"),
-                      (_cfg(data, run, {"hidden_irreps": "8x0e+8x1o"}), "model.hidden_irreps")):
+    for cfg, what in (
+        (_cfg(data, run, {"r_max": 3.0}), "model.r_max"),
+        (_cfg(other, run), "data.train_sha256"),
+        (_cfg(data, run, {"hidden_irreps": "8x0e+8x1o"}), "model.hidden_irreps"),
+    ):
         with pytest.raises(RunDirError, match=what) as err:
             train(cfg, progress=False)
         assert "output.run_dir" in str(err.value) and "init_from" in str(err.value)
@@ -384,7 +411,7 @@ def test_relax_fmax_is_checked(tmp_path, capsys):
 def test_bad_files_are_named(tmp_path):
     from scalarjax.data.io import read_configurations
 
-    (tmp_path / "e.xyz").write_text("1\nenergy=abc pbc=\"F F F\"\nSi 0 0 0\n")
+    (tmp_path / "e.xyz").write_text('1\nenergy=abc pbc="F F F"\nSi 0 0 0\n')
     (tmp_path / "cut.xyz").write_text("3\nenergy=1.0\nSi 0 0 0\nSi 0 0\n")
     (tmp_path / "broken.json").write_text('[{"structure": ')
     (tmp_path / "noise.xyz").write_bytes(np.random.default_rng(0).bytes(300))
@@ -426,8 +453,12 @@ def test_duplicates_and_undetermined_e0s_warn(tmp_path):
     from scalarjax.training.statistics import compute_e0s
     from scalarjax.training.trainer import warn_duplicates
 
-    mols = [Configuration(species=[6, 1, 1, 1, 1], positions=np.random.default_rng(i).normal(size=(5, 3)) * 2, energy=-1000.0 - i,
-                          source=f"m:{i}") for i in range(4)]
+    mols = [
+        Configuration(
+            species=[6, 1, 1, 1, 1], positions=np.random.default_rng(i).normal(size=(5, 3)) * 2, energy=-1000.0 - i, source=f"m:{i}"
+        )
+        for i in range(4)
+    ]
     with pytest.warns(UserWarning, match=r"E0s by least squares are not determined.*model\.atomic_energies"):
         compute_e0s(mols, (1, 6))
     with pytest.warns(UserWarning, match=r"1 validation configuration\(s\) also in the training set, e\.g\. m:2 = m:2"):

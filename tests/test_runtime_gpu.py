@@ -18,8 +18,9 @@ def probe(tmp_path, fake_plugin: bool, **env):
         (tmp_path / "jax_plugins" / "xla_cuda13" / "__init__.py").write_text("")
         path.append(str(tmp_path))
     base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS", "SCALARJAX_CPU_TUNING")}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**base, "PYTHONPATH": os.pathsep.join(path), **env},
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**base, "PYTHONPATH": os.pathsep.join(path), **env}, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out)
 
 

@@ -13,18 +13,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY
 from flax.traverse_util import flatten_dict, unflatten_dict
 from physics_utils import captured_intermediates, evaluate, evaluate_one, random_orthogonal, triclinic_cell
 
-from conftest import TINY
 from scalarjax.config import load_model_config
 from scalarjax.potential import Potential
 
 ALT = (
     {"kind": "pan", "coordination_r_max": 2.5, "init_scale": 0.5, "hidden": 4},
     {"kind": "pgs", "edge_placement": "input", "edge_cutoff": 2.2, "edge_modes": 3, "readout_modes": 0, "init_scale": 0.5},
-    {"kind": "pgs", "edge_modes": 0, "readout_modes": 3, "readout_placement": "node", "learn_frequency": True, "gate": True,
-     "init_scale": 0.5},
+    {
+        "kind": "pgs",
+        "edge_modes": 0,
+        "readout_modes": 3,
+        "readout_placement": "node",
+        "learn_frequency": True,
+        "gate": True,
+        "init_scale": 0.5,
+    },
 )
 
 
@@ -65,13 +72,19 @@ def test_alternatives_keep_the_symmetries_and_gradients(base):
 def test_identity_and_gates_start_at_the_base_model(base):
     """identity_init on every option, and gate: true with random W: the base model at init."""
     ident = tuple({**t, "identity_init": True} for t in ALT)
-    gated = ({"kind": "pgs", "gate": True, "init_scale": 0.5, "edge_cutoff": 2.0},
-             {"kind": "pgs", "gate": True, "init_scale": 0.5, "readout_placement": "node", "edge_placement": "input"})
+    gated = (
+        {"kind": "pgs", "gate": True, "init_scale": 0.5, "edge_cutoff": 2.0},
+        {"kind": "pgs", "gate": True, "init_scale": 0.5, "readout_placement": "node", "edge_placement": "input"},
+    )
     atoms = triclinic_cell(2)
     e0, f0, s0 = evaluate_one(base, atoms)
     for transforms in (ident, gated):
         e1, f1, s1 = evaluate_one(_with(base, transforms), atoms)
-        assert e1 == pytest.approx(e0, rel=1e-13) and np.allclose(f1, f0, rtol=1e-11, atol=1e-13) and np.allclose(s1, s0, rtol=1e-11, atol=1e-14)
+        assert (
+            e1 == pytest.approx(e0, rel=1e-13)
+            and np.allclose(f1, f0, rtol=1e-11, atol=1e-13)
+            and np.allclose(s1, s0, rtol=1e-11, atol=1e-14)
+        )
 
 
 def test_inner_cutoff_modes_are_local_and_smooth():
@@ -80,8 +93,18 @@ def test_inner_cutoff_modes_are_local_and_smooth():
     from scalarjax.scalar.pgs import edge_modes
 
     cfg = transform_from_dict({"kind": "pgs", "edge_cutoff": 2.5, "edge_modes": 4}, "t")
-    ctx = pathway.HookContext(lengths=None, senders=None, receivers=None, edge_mask=None, node_mask=None, onehot=None,
-                              r_max=5.0, avg_num_neighbors=4.0, num_bessel=8, envelope_p=5)
+    ctx = pathway.HookContext(
+        lengths=None,
+        senders=None,
+        receivers=None,
+        edge_mask=None,
+        node_mask=None,
+        onehot=None,
+        r_max=5.0,
+        avg_num_neighbors=4.0,
+        num_bessel=8,
+        envelope_p=5,
+    )
     r = jnp.asarray([1.5, 2.4999, 2.5, 3.0, 4.9])
     phi = np.asarray(edge_modes(cfg, r, ctx))
     assert np.all(phi[2:] == 0) and np.abs(phi[0]).max() > 0.1 and np.abs(phi[1]).max() < 1e-6
@@ -111,9 +134,11 @@ def test_node_placement_reaches_later_layers(base):
 
 
 def test_alternative_settings_are_checked():
-    for bad, match in (({"kind": "pgs", "edge_placement": "output"}, "edge_placement"),
-                       ({"kind": "pgs", "readout_placement": "everywhere"}, "readout_placement"),
-                       ({"kind": "pgs", "edge_cutoff": -1.0}, "edge_cutoff"),
-                       ({"kind": "pan", "coordination_r_max": 0.0}, "coordination_r_max")):
+    for bad, match in (
+        ({"kind": "pgs", "edge_placement": "output"}, "edge_placement"),
+        ({"kind": "pgs", "readout_placement": "everywhere"}, "readout_placement"),
+        ({"kind": "pgs", "edge_cutoff": -1.0}, "edge_cutoff"),
+        ({"kind": "pan", "coordination_r_max": 0.0}, "coordination_r_max"),
+    ):
         with pytest.raises(ValueError, match=match):
             load_model_config(atomic_numbers=(14,), scalar_transforms=[bad])

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
 from flax.traverse_util import flatten_dict, unflatten_dict
 from physics_utils import captured_intermediates, evaluate, molecule, triclinic_cell
 
-from conftest import TINY_BY_BACKBONE, TINY_TRANSFORMS
 from scalarjax.config import load_model_config
 from scalarjax.potential import Potential
 from scalarjax.scalar import ScalarTransform, register_transform
@@ -112,9 +112,19 @@ def test_aggregate_hook_touches_only_scalars():
     sh = jnp.asarray(rng.normal(size=(E, 9)))
     w = jnp.asarray(rng.normal(size=(E, plan.num_paths, C)))
     species = rng.integers(0, S, N)
-    ctx = pathway.HookContext(lengths=jnp.asarray(rng.uniform(1.0, 3.0, E)), senders=jnp.asarray(rng.integers(0, N, E)),
-                              receivers=jnp.asarray(rng.integers(0, N, E)), edge_mask=jnp.ones(E), node_mask=jnp.ones(N),
-                              onehot=jax.nn.one_hot(species, S), r_max=3.5, avg_num_neighbors=4.0, num_bessel=4, envelope_p=5)
+    ctx = pathway.HookContext(
+        lengths=jnp.asarray(rng.uniform(1.0, 3.0, E)),
+        senders=jnp.asarray(rng.integers(0, N, E)),
+        receivers=jnp.asarray(rng.integers(0, N, E)),
+        edge_mask=jnp.ones(E),
+        node_mask=jnp.ones(N),
+        onehot=jax.nn.one_hot(species, S),
+        r_max=3.5,
+        avg_num_neighbors=4.0,
+        num_bessel=4,
+        envelope_p=5,
+    )
+
     class Agg(nn.Module):
         transforms: tuple
 
@@ -139,8 +149,12 @@ def test_transforms_compose_from_config(tmp_path):
 
     from scalarjax.training.config import load_run_config, to_dict
 
-    raw = {"model": {**{k: list(v) if isinstance(v, tuple) else v for k, v in TINY_BY_BACKBONE["mace"].items()},
-                     "scalar_transforms": [{"kind": "pgs"}, {"kind": "test_tilt", "strength": 0.2}, {"kind": "pan"}, {"kind": "pan", "hidden": 2}]}}
+    raw = {
+        "model": {
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in TINY_BY_BACKBONE["mace"].items()},
+            "scalar_transforms": [{"kind": "pgs"}, {"kind": "test_tilt", "strength": 0.2}, {"kind": "pan"}, {"kind": "pan", "hidden": 2}],
+        }
+    }
     cfg = load_run_config(raw=raw)
     assert [t.kind for t in cfg.model.scalar_transforms] == ["pgs", "test_tilt", "pan", "pan"]
     path = tmp_path / "config.yaml"
@@ -173,12 +187,29 @@ def test_flops_command_json(tmp_path, capsys):
     from scalarjax.cli import main
 
     cfg = tmp_path / "model.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_BY_BACKBONE["mace"].items()
-                                             if k != "dtype"}}))
+    cfg.write_text(
+        yaml.safe_dump({"model": {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_BY_BACKBONE["mace"].items() if k != "dtype"}})
+    )
     structure = tmp_path / "m.xyz"
     ase.io.write(structure, molecule(21, n=6))
-    assert main(["flops", str(cfg), "--structure", str(structure), "--json", "--set", "model.r_max=3.0",
-                 "--set", "model.correlation=2", "--set", "model.num_interactions=1"]) == 0
+    assert (
+        main(
+            [
+                "flops",
+                str(cfg),
+                "--structure",
+                str(structure),
+                "--json",
+                "--set",
+                "model.r_max=3.0",
+                "--set",
+                "model.correlation=2",
+                "--set",
+                "model.num_interactions=1",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     v = report["variants"]
     assert set(v) == {"base", "pan", "pgs", "pan+pgs"} and report["n_atoms"] == 6 and not report["periodic"]

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator as ASECalculator
-from physics_utils import triclinic_cell, write_mlearn_aimd_json
-
 from conftest import TINY
+from physics_utils import triclinic_cell, write_mlearn_aimd_json
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +93,31 @@ def test_md_and_relax_commands(tmp_path, capsys):
     ase.io.write(structure, _hot_cell())
     for ensemble in ("nvt", "npt"):
         out = tmp_path / ensemble
-        assert main(["md", str(run), "--structure", str(structure), "--ensemble", ensemble, "--steps", "20", "--timestep", "0.5",
-                     "--log-interval", "5", "--traj-interval", "10", "--dtype", "float64", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "md",
+                    str(run),
+                    "--structure",
+                    str(structure),
+                    "--ensemble",
+                    ensemble,
+                    "--steps",
+                    "20",
+                    "--timestep",
+                    "0.5",
+                    "--log-interval",
+                    "5",
+                    "--traj-interval",
+                    "10",
+                    "--dtype",
+                    "float64",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         summary = json.loads((out / "summary.json").read_text())
         assert summary["ensemble"] == ensemble and summary["steps"] == 20
         assert len(ase.io.read(out / "trajectory.xyz", ":")) == 3  # steps 0, 10, 20
@@ -115,7 +137,10 @@ def test_diagnose_command_compares_runs(tmp_path, capsys):
     out = tmp_path / "diag"
     data = tmp_path / "si_aimd.json"
     write_mlearn_aimd_json(data, [(300, 5.43), (2530, 5.47), (2530, 5.47)])
-    assert main(["diagnose", str(a), str(b), "--labels", "base,other", "--system", "si", "--quick", "--out", str(out), "--data", str(data)]) == 0
+    assert (
+        main(["diagnose", str(a), str(b), "--labels", "base,other", "--system", "si", "--quick", "--out", str(out), "--data", str(data)])
+        == 0
+    )
     report = json.loads((out / "diagnostics.json").read_text())
     # the liquid runs at the data's state point and is compared with the 2530 K frames only
     assert report["liquid_state_point"]["temperature_K"] == 2530 and report["liquid_state_point"]["n_reference_frames"] == 2

@@ -15,8 +15,16 @@ from scalarjax.demo import write_extxyz
 from scalarjax.training.config import load_run_config
 from scalarjax.training.statistics import compute_e0s
 
-TINY_MODEL = {"max_ell": 1, "hidden_irreps": "8x0e+8x1o", "correlation": 2, "radial_mlp": [8], "num_bessel": 4,
-              "r_max": 3.5, "mlp_irreps": "4x0e", "dtype": "float64"}
+TINY_MODEL = {
+    "max_ell": 1,
+    "hidden_irreps": "8x0e+8x1o",
+    "correlation": 2,
+    "radial_mlp": [8],
+    "num_bessel": 4,
+    "r_max": 3.5,
+    "mlp_irreps": "4x0e",
+    "dtype": "float64",
+}
 
 
 def small_ag(n=12, seed=0):
@@ -28,8 +36,15 @@ def small_ag(n=12, seed=0):
         atoms = bulk("Ag", "fcc", a=4.09, cubic=True)
         atoms.rattle(0.1, seed=int(rng.integers(1 << 30)))
         atoms.calc = EMT()
-        out.append(Configuration.from_atoms(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                                            stress=atoms.get_stress() if i % 2 else None, config_type="bulk"))
+        out.append(
+            Configuration.from_atoms(
+                atoms,
+                energy=atoms.get_potential_energy(),
+                forces=atoms.get_forces(),
+                stress=atoms.get_stress() if i % 2 else None,
+                config_type="bulk",
+            )
+        )
     return out
 
 
@@ -41,8 +56,12 @@ def data_file(tmp_path_factory):
 
 
 def run_config(data_file, run_dir, **training):
-    raw = {"model": TINY_MODEL, "data": {"train": str(data_file), "batch_size": 4, "valid_fraction": 0.25},
-           "training": {"max_epochs": 2, "lr": 0.005, "seed": 3, **training}, "output": {"run_dir": str(run_dir)}}
+    raw = {
+        "model": TINY_MODEL,
+        "data": {"train": str(data_file), "batch_size": 4, "valid_fraction": 0.25},
+        "training": {"max_epochs": 2, "lr": 0.005, "seed": 3, **training},
+        "output": {"run_dir": str(run_dir)},
+    }
     return load_run_config(raw=raw)
 
 
@@ -63,8 +82,11 @@ def test_loss_masks_missing_labels():
     el = ElementTable((47,))
     batch = batch_graphs([configuration_to_graph(c, el, 3.5) for c in cs])
     n = batch.nodes["species"].shape[0]
-    pred = {"energy": jnp.asarray(batch.globals["energy"]) + 1.0, "forces": jnp.asarray(batch.nodes["forces"]),
-            "stress": jnp.zeros((3, 3, 3))}
+    pred = {
+        "energy": jnp.asarray(batch.globals["energy"]) + 1.0,
+        "forces": jnp.asarray(batch.nodes["forces"]),
+        "stress": jnp.zeros((3, 3, 3)),
+    }
     terms = loss_terms(pred, batch, LossWeights())
     assert float(terms["n_stress"]) == 1.0  # only the labelled, real graph
     assert float(terms["forces"]) == 0.0
@@ -108,7 +130,7 @@ def test_amsgrad_matches_torch_definition():
     from scalarjax.training.optim import amsgrad
 
     rng = np.random.default_rng(0)
-    grads = [rng.normal(size=5) * 100.0 * 0.5 ** k for k in range(30)]  # large first gradients, then small
+    grads = [rng.normal(size=5) * 100.0 * 0.5**k for k in range(30)]  # large first gradients, then small
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     m = v = vmax = np.zeros(5)
     ref = []
@@ -116,7 +138,7 @@ def test_amsgrad_matches_torch_definition():
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         vmax = np.maximum(vmax, v)
-        ref.append(-lr / (1 - b1 ** t) * m / (np.sqrt(vmax) / np.sqrt(1 - b2 ** t) + eps))
+        ref.append(-lr / (1 - b1**t) * m / (np.sqrt(vmax) / np.sqrt(1 - b2**t) + eps))
 
     def run(opt):
         state, out = opt.init(jnp.zeros(5)), []

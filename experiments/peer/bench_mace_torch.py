@@ -48,7 +48,6 @@ torch.serialization.add_safe_globals([slice])
 warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support")
 
 from e3nn import o3  # noqa: E402
-
 from mace import data as mace_data  # noqa: E402
 from mace import modules  # noqa: E402
 from mace.tools import torch_geometric, utils  # noqa: E402
@@ -83,8 +82,7 @@ Z_ASPIRIN = [1, 6, 8]
 Z_SI = [14]
 
 
-def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0,
-                avg_num_neighbors=None, atomic_energies=None, scale=None):
+def build_model(zs, interaction_first=INTERACTION_FIRST_DEFAULT_MODEL, seed=0, avg_num_neighbors=None, atomic_energies=None, scale=None):
     """Mirror mace.tools.model_script_utils.configure_model/_build_model.
 
     The data statistics default to the benchmark's fixed values (avg 20, zero E0s, scale 1);
@@ -192,12 +190,7 @@ def make_batch(atoms_list, z_table, model):
     """mace's own pipeline (as in mace/cli/eval_configs.py); built once."""
     configs = [mace_data.config_from_atoms(a, head_name="Default") for a in atoms_list]
     loader = torch_geometric.dataloader.DataLoader(
-        dataset=[
-            mace_data.AtomicData.from_config(
-                c, z_table=z_table, cutoff=float(model.r_max), heads=model.heads
-            )
-            for c in configs
-        ],
+        dataset=[mace_data.AtomicData.from_config(c, z_table=z_table, cutoff=float(model.r_max), heads=model.heads) for c in configs],
         batch_size=len(configs),
         shuffle=False,
         drop_last=False,
@@ -244,8 +237,12 @@ def time_case(model, batch_dict, compute_stress, n_calls, budget_s, max_attempts
         waited = wait_idle()
         r = _time_case_once(model, batch_dict, compute_stress, n_calls, budget_s)
         attempts.append(
-            {"waited_idle_s": waited, "other_procs_cpu_s": r["other_procs_cpu_s"],
-             "timed_wall_s": r["timed_wall_s"], "median_ms": r["median_ms"]}
+            {
+                "waited_idle_s": waited,
+                "other_procs_cpu_s": r["other_procs_cpu_s"],
+                "timed_wall_s": r["timed_wall_s"],
+                "median_ms": r["median_ms"],
+            }
         )
         if r["other_procs_cpu_s"] <= 0.05 * r["timed_wall_s"]:
             break
@@ -403,8 +400,7 @@ def main():
         m2, _ = build_model(zs, interaction_first=INTERACTION_FIRST_EXPLICIT_SCALESHIFT)
         alt = param_breakdown(m2)
         result["params_alt_first_residual"][species] = {
-            "note": "--model ScaleShiftMACE explicitly: interaction_first stays "
-            "RealAgnosticResidualInteractionBlock (not timed)",
+            "note": "--model ScaleShiftMACE explicitly: interaction_first stays RealAgnosticResidualInteractionBlock (not timed)",
             "total": alt["total"],
             "per_module": alt["per_module"],
         }

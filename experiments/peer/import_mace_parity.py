@@ -38,14 +38,43 @@ ROOT = Path(__file__).resolve().parents[2]
 SCALARJAX_PYTHON = str(ROOT / ".venv/bin/python")
 ASPIRIN = os.path.join(os.environ.get("SCALARJAX_DATA", str(ROOT.parent / "shared/data")), "rmd17/aspirin_test.xyz")
 
-MP0 = dict(zs=list(range(1, 90)), model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", r_max=6.0, num_bessel=10, p=5,
-           max_ell=3, correlation=3, num_interactions=2, mlp="16x0e", radial_mlp=(64, 64, 64), avg=(61.96,), scale=0.8, shift=0.1)
+MP0 = dict(
+    zs=list(range(1, 90)),
+    model_class="ScaleShiftMACE",
+    first="RealAgnosticInteractionBlock",
+    r_max=6.0,
+    num_bessel=10,
+    p=5,
+    max_ell=3,
+    correlation=3,
+    num_interactions=2,
+    mlp="16x0e",
+    radial_mlp=(64, 64, 64),
+    avg=(61.96,),
+    scale=0.8,
+    shift=0.1,
+)
 MODELS = {
     "mp0_small": dict(MP0, hidden="128x0e", seed=11),
     "mp0_medium": dict(MP0, hidden="128x0e+128x1o", seed=12),
-    "default_medium": dict(zs=[1, 6, 8, 14], model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", r_max=5.0,
-                           num_bessel=8, p=5, max_ell=3, hidden="64x0e+64x1o", correlation=3, num_interactions=2, mlp="16x0e",
-                           radial_mlp=(64, 64, 64), avg=(20.0,), scale=1.0, shift=0.0, seed=13),
+    "default_medium": dict(
+        zs=[1, 6, 8, 14],
+        model_class="ScaleShiftMACE",
+        first="RealAgnosticInteractionBlock",
+        r_max=5.0,
+        num_bessel=8,
+        p=5,
+        max_ell=3,
+        hidden="64x0e+64x1o",
+        correlation=3,
+        num_interactions=2,
+        mlp="16x0e",
+        radial_mlp=(64, 64, 64),
+        avg=(20.0,),
+        scale=1.0,
+        shift=0.0,
+        seed=13,
+    ),
 }
 
 
@@ -110,11 +139,17 @@ def peer(args):
                     r["stress"] = a.get_stress().tolist()
                 outs.setdefault(dtype, {})[sname] = r
                 if args.time and dtype == "float32" and name == "mp0_medium":
+
                     def call(a=a, calc=calc):
                         calc.calculate(a, ["energy", "forces"] + (["stress"] if a.pbc.any() else []), ["positions"])
+
                     timing[sname] = _time(call)
-        ref["models"][name] = {"spec": spec, "outputs": outs, "timing_mace_torch_float32": timing,
-                               "peer_seconds": round(time.perf_counter() - t0, 1)}
+        ref["models"][name] = {
+            "spec": spec,
+            "outputs": outs,
+            "timing_mace_torch_float32": timing,
+            "peer_seconds": round(time.perf_counter() - t0, 1),
+        }
         print(name, "peer done", round(time.perf_counter() - t0, 1), "s", flush=True)
     from importlib import metadata
 
@@ -147,14 +182,17 @@ def scalarjax_side(args):
     from ase import Atoms
 
     structs = {k: Atoms(numbers=s["numbers"], positions=s["positions"], cell=s["cell"], pbc=s["pbc"]) for k, s in ref["structures"].items()}
-    result = {"command": "../peer/venv/bin/python experiments/peer/import_mace_parity.py --out " + args.out + (" --time" if args.time else ""),
-              "relative_error": "max|scalarjax - mace_torch| / max|mace_torch| per quantity (energy: also of E - sum(E0))",
-              "weights": "random (every parameter redrawn, make_mace_fixtures.build); MP-0 *architecture*, not MP-0's trained weights",
-              "versions_peer": ref["versions"], "jax": jax.__version__, "models": {}}
+    result = {
+        "command": "../peer/venv/bin/python experiments/peer/import_mace_parity.py --out " + args.out + (" --time" if args.time else ""),
+        "relative_error": "max|scalarjax - mace_torch| / max|mace_torch| per quantity (energy: also of E - sum(E0))",
+        "weights": "random (every parameter redrawn, make_mace_fixtures.build); MP-0 *architecture*, not MP-0's trained weights",
+        "versions_peer": ref["versions"],
+        "jax": jax.__version__,
+        "models": {},
+    }
     for name, m in ref["models"].items():
         t0 = time.perf_counter()
-        entry = {"spec": {k: (v if k != "zs" else f"{len(v)} elements (Z {min(v)}..{max(v)})") for k, v in m["spec"].items()},
-                 "errors": {}}
+        entry = {"spec": {k: (v if k != "zs" else f"{len(v)} elements (Z {min(v)}..{max(v)})") for k, v in m["spec"].items()}, "errors": {}}
         for dtype in ("float64", "float32"):
             run = import_mace(work / f"{name}.npz", Path(tempfile.mkdtemp(dir=work)) / f"{name}_{dtype}", dtype)
             rep = json.loads((run / "import_report.json").read_text())
@@ -168,22 +206,28 @@ def scalarjax_side(args):
                 e, f = a.get_potential_energy(), a.get_forces()
                 s = a.get_stress() if a.pbc.any() else None
                 se0 = sum(e0[z] for z in a.numbers)
-                for against in (("float64", "float32") if dtype == "float32" else ("float64",)):
+                for against in ("float64", "float32") if dtype == "float32" else ("float64",):
                     r = m["outputs"][against][sname]
-                    err = {"energy": rel(e, r["energy"]), "interaction_energy": rel(e - se0, r["energy"] - se0),
-                           "forces": rel(f, r["forces"])}
+                    err = {
+                        "energy": rel(e, r["energy"]),
+                        "interaction_energy": rel(e - se0, r["energy"] - se0),
+                        "forces": rel(f, r["forces"]),
+                    }
                     if s is not None:
                         err["stress"] = rel(s, r["stress"])
                     entry["errors"].setdefault(f"scalarjax_{dtype}_vs_mace_torch_{against}", {})[sname] = err
                 if args.time and dtype == "float32" and name == "mp0_medium":
+
                     def call(a=a):
                         calc.calculate(a, props, ["positions"])
+
                     entry.setdefault("timing_scalarjax_float32", {})[sname] = _time(call)
         # Baseline: how far mace-torch's own float32 is from its float64 (float32 rounding, no conversion).
         for sname in structs:
             r32, r64 = m["outputs"]["float32"][sname], m["outputs"]["float64"][sname]
             entry["errors"].setdefault("mace_torch_float32_vs_mace_torch_float64", {})[sname] = {
-                k: rel(r32[k], r64[k]) for k in ("energy", "forces", "stress") if k in r64}
+                k: rel(r32[k], r64[k]) for k in ("energy", "forces", "stress") if k in r64
+            }
         if m.get("timing_mace_torch_float32"):
             entry["timing_mace_torch_float32"] = m["timing_mace_torch_float32"]
         # The floors are on E, F, S (E - sum(E0) is reported too, but in float32 it loses the digits of sum(E0)).
@@ -192,18 +236,29 @@ def scalarjax_side(args):
         entry["scalarjax_seconds"] = round(time.perf_counter() - t0, 1)
         result["models"][name] = entry
         print(name, json.dumps(worst), flush=True)
-    floors = {"scalarjax_float64_vs_mace_torch_float64": 1e-8, "scalarjax_float32_vs_mace_torch_float32": 1e-5,
-              "scalarjax_float32_vs_mace_torch_float64": 1e-5}
+    floors = {
+        "scalarjax_float64_vs_mace_torch_float64": 1e-8,
+        "scalarjax_float32_vs_mace_torch_float32": 1e-5,
+        "scalarjax_float32_vs_mace_torch_float64": 1e-5,
+    }
     result["floors"] = floors
     result["floors_met"] = {k: all(e["worst"][k] <= v for e in result["models"].values()) for k, v in floors.items()}
     # float32: scalarjax's error against mace-torch float64 relative to mace-torch float32's own error (<= ~1: as accurate).
     result["float32_error_ratio_vs_mace_torch_float32"] = {
-        name: {s: {q: e["errors"]["scalarjax_float32_vs_mace_torch_float64"][s][q] / max(v, 1e-300)
-                   for q, v in e["errors"]["mace_torch_float32_vs_mace_torch_float64"][s].items()} for s in structs}
-        for name, e in result["models"].items()}
+        name: {
+            s: {
+                q: e["errors"]["scalarjax_float32_vs_mace_torch_float64"][s][q] / max(v, 1e-300)
+                for q, v in e["errors"]["mace_torch_float32_vs_mace_torch_float64"][s].items()
+            }
+            for s in structs
+        }
+        for name, e in result["models"].items()
+    }
     if args.time:
-        result["timing_note"] = ("steady-state median ms per ASE calculate() (E+F, +S for periodic), float32, mp0_medium, "
-                                 "both in this run on the shared 2-core machine (other jobs running): indicative only")
+        result["timing_note"] = (
+            "steady-state median ms per ASE calculate() (E+F, +S for periodic), float32, mp0_medium, "
+            "both in this run on the shared 2-core machine (other jobs running): indicative only"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

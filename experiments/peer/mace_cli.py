@@ -5,6 +5,7 @@ allow-listed; this wrapper does that and then hands over to mace's own entry poi
 
     python experiments/peer/mace_cli.py run_train --name ... (mace_run_train's arguments)
 """
+
 import importlib
 import sys
 

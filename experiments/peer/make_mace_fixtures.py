@@ -42,10 +42,31 @@ def load_dumper():
     return mod
 
 
-def build(zs, *, model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", r_max=4.0, num_bessel=6, p=5, max_ell=2,
-          hidden="8x0e+8x1o", correlation=3, num_interactions=2, mlp="4x0e", radial_mlp=(8, 8), avg=(7.3, 9.1, 5.2),
-          e0s=None, scale=1.3, shift=0.17, seed=0, randomize=True, dtype=torch.float64,
-          interaction="RealAgnosticResidualInteractionBlock", heads=("Default",), extra=None):
+def build(
+    zs,
+    *,
+    model_class="ScaleShiftMACE",
+    first="RealAgnosticInteractionBlock",
+    r_max=4.0,
+    num_bessel=6,
+    p=5,
+    max_ell=2,
+    hidden="8x0e+8x1o",
+    correlation=3,
+    num_interactions=2,
+    mlp="4x0e",
+    radial_mlp=(8, 8),
+    avg=(7.3, 9.1, 5.2),
+    e0s=None,
+    scale=1.3,
+    shift=0.17,
+    seed=0,
+    randomize=True,
+    dtype=torch.float64,
+    interaction="RealAgnosticResidualInteractionBlock",
+    heads=("Default",),
+    extra=None,
+):
     """A mace-torch model as ``mace_run_train`` builds it (arguments as in ``model_script_utils``)."""
     torch.set_default_dtype(dtype)
     torch.manual_seed(seed)
@@ -54,13 +75,26 @@ def build(zs, *, model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlo
     if len(heads) > 1:
         e0s = np.tile(e0s, (len(heads), 1))
     kw = dict(
-        r_max=r_max, num_bessel=num_bessel, num_polynomial_cutoff=p, max_ell=max_ell,
+        r_max=r_max,
+        num_bessel=num_bessel,
+        num_polynomial_cutoff=p,
+        max_ell=max_ell,
         interaction_cls=modules.interaction_classes[interaction],
-        interaction_cls_first=modules.interaction_classes[first], num_interactions=num_interactions,
-        num_elements=len(zs), hidden_irreps=o3.Irreps(hidden), MLP_irreps=o3.Irreps(mlp),
-        atomic_energies=e0s[None, :] if model_class == "ScaleShiftMACE" and e0s.ndim == 1 else e0s, avg_num_neighbors=avg[0],
-        atomic_numbers=list(zs), correlation=correlation, gate=torch.nn.functional.silu, radial_MLP=list(radial_mlp),
-        radial_type="bessel", heads=list(heads), use_reduced_cg=False, **(extra or {}),
+        interaction_cls_first=modules.interaction_classes[first],
+        num_interactions=num_interactions,
+        num_elements=len(zs),
+        hidden_irreps=o3.Irreps(hidden),
+        MLP_irreps=o3.Irreps(mlp),
+        atomic_energies=e0s[None, :] if model_class == "ScaleShiftMACE" and e0s.ndim == 1 else e0s,
+        avg_num_neighbors=avg[0],
+        atomic_numbers=list(zs),
+        correlation=correlation,
+        gate=torch.nn.functional.silu,
+        radial_MLP=list(radial_mlp),
+        radial_type="bessel",
+        heads=list(heads),
+        use_reduced_cg=False,
+        **(extra or {}),
     )
     if model_class == "ScaleShiftMACE":
         model = modules.ScaleShiftMACE(atomic_inter_scale=[scale] * len(heads), atomic_inter_shift=[shift] * len(heads), **kw)
@@ -85,12 +119,32 @@ def build(zs, *, model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlo
 
 MODELS = {
     # mace_run_train's default layout (first block non-residual), species in a non-sorted order.
-    "scaleshift_l2": dict(zs=[8, 1, 14, 6], model_class="ScaleShiftMACE", first="RealAgnosticInteractionBlock", max_ell=2,
-                          hidden="8x0e+8x1o", correlation=3, num_interactions=2, seed=1),
+    "scaleshift_l2": dict(
+        zs=[8, 1, 14, 6],
+        model_class="ScaleShiftMACE",
+        first="RealAgnosticInteractionBlock",
+        max_ell=2,
+        hidden="8x0e+8x1o",
+        correlation=3,
+        num_interactions=2,
+        seed=1,
+    ),
     # residual first block, plain MACE class, scalars-only hidden, 3 layers, max_ell 3, correlation 2.
-    "residual_first_l3": dict(zs=[1, 6, 8, 14], model_class="MACE", first="RealAgnosticResidualInteractionBlock", max_ell=3,
-                              hidden="6x0e", correlation=2, num_interactions=3, mlp="5x0e", radial_mlp=(7,), num_bessel=5, p=6,
-                              r_max=3.7, seed=2),
+    "residual_first_l3": dict(
+        zs=[1, 6, 8, 14],
+        model_class="MACE",
+        first="RealAgnosticResidualInteractionBlock",
+        max_ell=3,
+        hidden="6x0e",
+        correlation=2,
+        num_interactions=3,
+        mlp="5x0e",
+        radial_mlp=(7,),
+        num_bessel=5,
+        p=6,
+        r_max=3.7,
+        seed=2,
+    ),
 }
 
 
@@ -119,7 +173,8 @@ def rejections(dumper) -> dict:
                 spec["extra"] = extra
                 model = build(**spec)
                 model.radial_embedding = __import__("mace.modules.blocks", fromlist=["x"]).RadialEmbeddingBlock(
-                    r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, radial_type=rt)
+                    r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, radial_type=rt
+                )
             else:
                 try:
                     model = build(**spec)
@@ -179,8 +234,12 @@ def reference_outputs(model, atoms_dict, dtype="float64"):
 
 
 def atoms_to_json(atoms):
-    return {"numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(), "cell": np.asarray(atoms.cell).tolist(),
-            "pbc": atoms.pbc.tolist()}
+    return {
+        "numbers": atoms.numbers.tolist(),
+        "positions": atoms.positions.tolist(),
+        "cell": np.asarray(atoms.cell).tolist(),
+        "pbc": atoms.pbc.tolist(),
+    }
 
 
 def main(argv=None):
@@ -191,8 +250,11 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     dumper = load_dumper()
     structs = structures()
-    ref = {"structures": {k: atoms_to_json(v) for k, v in structs.items()}, "models": {},
-           "command": "../peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch"}
+    ref = {
+        "structures": {k: atoms_to_json(v) for k, v in structs.items()},
+        "models": {},
+        "command": "../peer/venv/bin/python experiments/peer/make_mace_fixtures.py --out tests/data/mace_torch",
+    }
     from importlib import metadata
 
     ref["versions"] = {p: metadata.version(p) for p in ("mace-torch", "e3nn", "torch", "ase")}

@@ -179,9 +179,7 @@ def nequip_counts() -> dict:
 
         total = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert total == sum(per_module.values()), "trainable parameters outside the SequentialGraphNetwork"
-        buffers = OrderedDict(
-            (k, list(b.shape)) for k, b in model.named_buffers() if "rescale" in k or "scale" in k or "shift" in k
-        )
+        buffers = OrderedDict((k, list(b.shape)) for k, b in model.named_buffers() if "rescale" in k or "scale" in k or "shift" in k)
 
         # Live parameters: entries with a non-zero gradient of the energy of a small rattled
         # structure (energy only, through the SequentialGraphNetwork; float32).
@@ -211,8 +209,9 @@ def nequip_counts() -> dict:
             total_trainable_params=total,
             per_module=per_module,
             per_submodule=per_submodule,
-            live_params=dict(total=live_total, per_module=live_per_module, n_atoms=len(atoms),
-                             n_edges=int(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1])),
+            live_params=dict(
+                total=live_total, per_module=live_per_module, n_atoms=len(atoms), n_edges=int(data[AtomicDataDict.EDGE_INDEX_KEY].shape[1])
+            ),
             layer_irreps_out=layer_irreps,
             scale_shift_buffers=buffers,
             config=given,
@@ -226,8 +225,7 @@ def nequip_counts() -> dict:
                 )
             },
         )
-    versions = dict(nequip=nequip.__version__, torch=torch.__version__, e3nn=e3nn.__version__,
-                    python=sys.version.split()[0])
+    versions = dict(nequip=nequip.__version__, torch=torch.__version__, e3nn=e3nn.__version__, python=sys.version.split()[0])
     return dict(versions=versions, models=out)
 
 
@@ -259,10 +257,10 @@ def scalarjax_counts() -> dict:
             per_submodule[sub] = per_submodule.get(sub, 0) + n
         total = int(pot.num_params())
         assert total == sum(per_module.values()), (total, sum(per_module.values()))
-        from scalarjax.backbones.nequip import layer_irreps
-
         # Live parameters, as on the nequip side: non-zero d(energy)/d(param) on the same structure.
         import jax.numpy as jnp
+
+        from scalarjax.backbones.nequip import layer_irreps
         from scalarjax.data.configuration import Configuration
         from scalarjax.graph.batch import batch_graphs, configuration_to_graph
         from scalarjax.potential import make_energy_fn
@@ -284,8 +282,7 @@ def scalarjax_counts() -> dict:
             per_module=per_module,
             per_submodule=per_submodule,
             live_params=dict(total=live_total, per_module=live_per_module, n_atoms=len(atoms)),
-            layer_irreps_out={f"layer_{t}": "+".join(irr) for t, irr in
-                              enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity))},
+            layer_irreps_out={f"layer_{t}": "+".join(irr) for t, irr in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity))},
         )
     versions = dict(jax=jax.__version__, scalarjax=getattr(scalarjax, "__version__", "repo"))
     return dict(versions=versions, models=out)
@@ -306,19 +303,23 @@ def _compare(nq: dict, sj: dict) -> dict:
         nb = sj["per_module"].get(b, 0) if b else 0
         la = nq["live_params"]["per_module"].get(a, 0)
         lb = sj["live_params"]["per_module"].get(b, 0) if b else 0
-        rows[f"{a} | {b}"] = dict(nequip=na, scalarjax=nb, diff_scalarjax_minus_nequip=nb - na,
-                                  nequip_live=la, scalarjax_live=lb)
-    rows["total"] = dict(nequip=nq["total_trainable_params"], scalarjax=sj["total_trainable_params"],
-                         diff_scalarjax_minus_nequip=sj["total_trainable_params"] - nq["total_trainable_params"],
-                         nequip_live=nq["live_params"]["total"], scalarjax_live=sj["live_params"]["total"])
+        rows[f"{a} | {b}"] = dict(nequip=na, scalarjax=nb, diff_scalarjax_minus_nequip=nb - na, nequip_live=la, scalarjax_live=lb)
+    rows["total"] = dict(
+        nequip=nq["total_trainable_params"],
+        scalarjax=sj["total_trainable_params"],
+        diff_scalarjax_minus_nequip=sj["total_trainable_params"] - nq["total_trainable_params"],
+        nequip_live=nq["live_params"]["total"],
+        scalarjax_live=sj["live_params"]["total"],
+    )
     return rows
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "experiments/results/peer_nequip_params.json"))
-    ap.add_argument("--scalarjax-python", default=str(REPO / ".venv/bin/python"),
-                    help="interpreter of scalarjax's venv, for the scalarjax half")
+    ap.add_argument(
+        "--scalarjax-python", default=str(REPO / ".venv/bin/python"), help="interpreter of scalarjax's venv, for the scalarjax half"
+    )
     ap.add_argument("--scalarjax", action="store_true", help="(internal) print scalarjax's counts as JSON and exit")
     args = ap.parse_args()
 
@@ -327,9 +328,13 @@ def main():
         return
 
     nq = nequip_counts()
-    proc = subprocess.run([args.scalarjax_python, str(pathlib.Path(__file__).resolve()), "--scalarjax"],
-                          capture_output=True, text=True, cwd=str(REPO),
-                          env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    proc = subprocess.run(
+        [args.scalarjax_python, str(pathlib.Path(__file__).resolve()), "--scalarjax"],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO),
+        env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"},
+    )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"scalarjax half failed (rc {proc.returncode})")
@@ -337,7 +342,7 @@ def main():
 
     result = OrderedDict(
         description="Trainable parameter counts: reference NequIP (nequip 0.6.2, torch) vs scalarjax's "
-                    "NequIP backbone, same hyper-parameters.",
+        "NequIP backbone, same hyper-parameters.",
         versions=nq["versions"],
         scalarjax_versions=sj["versions"],
         nequip=nq["models"],
@@ -348,11 +353,12 @@ def main():
 
     for k in SPECIES_SETS:
         print(f"== {k} ({', '.join(SPECIES_SETS[k]['chemical_symbols'])})")
-        print(f"{'module (nequip | scalarjax)':44s} {'nequip':>9s} {'scalarjax':>9s} {'diff':>9s}"
-              f" {'nequip_live':>11s} {'sj_live':>9s}")
+        print(f"{'module (nequip | scalarjax)':44s} {'nequip':>9s} {'scalarjax':>9s} {'diff':>9s} {'nequip_live':>11s} {'sj_live':>9s}")
         for name, row in result["comparison"][k].items():
-            print(f"{name:44s} {row['nequip']:9,d} {row['scalarjax']:9,d} {row['diff_scalarjax_minus_nequip']:+9,d}"
-                  f" {row['nequip_live']:11,d} {row['scalarjax_live']:9,d}")
+            print(
+                f"{name:44s} {row['nequip']:9,d} {row['scalarjax']:9,d} {row['diff_scalarjax_minus_nequip']:+9,d}"
+                f" {row['nequip_live']:11,d} {row['scalarjax_live']:9,d}"
+            )
         print()
     print("versions:", nq["versions"], sj["versions"])
 

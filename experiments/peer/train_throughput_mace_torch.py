@@ -50,9 +50,6 @@ warnings.filterwarnings("ignore", message="The TorchScript type system doesn't s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_mace_torch as bench  # noqa: E402  (model settings, wait_idle, env info)
-
-from e3nn import o3  # noqa: E402
-
 from mace import data as mace_data  # noqa: E402
 from mace import modules  # noqa: E402
 from mace.tools import torch_geometric, utils  # noqa: E402
@@ -69,12 +66,7 @@ def load_configs(path):
     configs = []
     for e in entries:
         s = e["structure"]
-        z = np.array(
-            [
-                {"Si": 14}[site["species"][0]["element"]]
-                for site in s["sites"]
-            ]
-        )
+        z = np.array([{"Si": 14}[site["species"][0]["element"]] for site in s["sites"]])
         pos = np.array([site["xyz"] for site in s["sites"]], dtype=np.float64)
         cell = np.array(s["lattice"]["matrix"], dtype=np.float64)
         out = e["outputs"]
@@ -104,8 +96,9 @@ def load_configs(path):
 
 def build_model(z_table, avg_num_neighbors, atomic_energies, scale, seed):
     """The benchmark's medium model (same constructor), with this data's statistics."""
-    model, _ = bench.build_model(tuple(z_table.zs), seed=seed, avg_num_neighbors=avg_num_neighbors,
-                                 atomic_energies=atomic_energies, scale=scale)
+    model, _ = bench.build_model(
+        tuple(z_table.zs), seed=seed, avg_num_neighbors=avg_num_neighbors, atomic_energies=atomic_energies, scale=scale
+    )
     return model
 
 
@@ -206,14 +199,9 @@ def main():
     configs = load_configs(SI_TRAIN)
     e0s = mace_data.compute_average_E0s(configs, z_table)
     atomic_energies = np.array([[e0s[z] for z in z_table.zs]])
-    dataset = [
-        mace_data.AtomicData.from_config(c, z_table=z_table, cutoff=bench.R_MAX, heads=["Default"])
-        for c in configs
-    ]
+    dataset = [mace_data.AtomicData.from_config(c, z_table=z_table, cutoff=bench.R_MAX, heads=["Default"]) for c in configs]
     # statistics pass (unshuffled), as run_train does before building the model
-    stat_loader = torch_geometric.dataloader.DataLoader(
-        dataset=dataset, batch_size=args.batch_size, shuffle=False, drop_last=False
-    )
+    stat_loader = torch_geometric.dataloader.DataLoader(dataset=dataset, batch_size=args.batch_size, shuffle=False, drop_last=False)
     avg_nn_data = modules.compute_avg_num_neighbors(stat_loader)
     avg_nn = avg_nn_data if args.avg_num_neighbors is None else args.avg_num_neighbors
     _mean, rms_forces = modules.scaling_classes["rms_forces_scaling"](stat_loader, atomic_energies)
@@ -236,7 +224,6 @@ def main():
     step = make_step(model, loss_fn, optimizer, clip)
 
     # warm-up
-    t0 = time.perf_counter()
     it = iter(loader)
     warm_ms = []
     for _ in range(args.warmup):
@@ -260,8 +247,7 @@ def main():
         print(
             f"[epoch] {r['n_steps']} steps, {r['n_configs']} configs in {r['timed_wall_s']:.1f}s "
             f"-> {r['n_configs'] / r['timed_wall_s']:.3f} cfg/s, median {med:.0f} ms/step; "
-            f"waited {waited:.0f}s, other-procs cpu {r['other_procs_cpu_s']:.1f}s"
-            + (" CONTENDED" if r["contended"] else ""),
+            f"waited {waited:.0f}s, other-procs cpu {r['other_procs_cpu_s']:.1f}s" + (" CONTENDED" if r["contended"] else ""),
             flush=True,
         )
         attempts.append(r)
@@ -308,12 +294,10 @@ def main():
             "loader_generator_seed": args.seed,
             "drop_last": not args.no_drop_last,
             "model_seed": args.seed,
-            "model": "ScaleShiftMACE medium (see bench_mace_torch.py), interaction_first "
-            + bench.INTERACTION_FIRST_DEFAULT_MODEL,
+            "model": "ScaleShiftMACE medium (see bench_mace_torch.py), interaction_first " + bench.INTERACTION_FIRST_DEFAULT_MODEL,
             "n_params": int(n_params),
             "avg_num_neighbors": avg_nn,
-            "avg_num_neighbors_source": "data (modules.compute_avg_num_neighbors)"
-            if args.avg_num_neighbors is None else "command line",
+            "avg_num_neighbors_source": "data (modules.compute_avg_num_neighbors)" if args.avg_num_neighbors is None else "command line",
             "avg_num_neighbors_data": avg_nn_data,
             "E0s": {str(k): float(v) for k, v in e0s.items()},
             "E0s_source": "least squares (mace.data.compute_average_E0s)",

@@ -8,6 +8,7 @@
 
 Runs in scalarjax's venv (it uses scalarjax's reader, split and metrics).
 """
+
 import argparse
 import json
 import pathlib
@@ -57,26 +58,36 @@ def score(args):
             s = np.asarray(atoms.info["MACE_stress"]).reshape(-1)
             p["stress"] = full_to_voigt(s.reshape(3, 3)) if s.size == 9 else s
         preds.append(p)
-    result = {"command": args.command, "test_file": str(pathlib.Path(args.out_dir) / "test.xyz"), "n_test": len(test),
-              "mace_torch": error_metrics(test, preds)}
+    result = {
+        "command": args.command,
+        "test_file": str(pathlib.Path(args.out_dir) / "test.xyz"),
+        "n_test": len(test),
+        "mace_torch": error_metrics(test, preds),
+    }
     if args.run_dir:
         result["scalarjax"] = evaluate_run(args.run_dir, str(pathlib.Path(args.out_dir) / "test.xyz"), keys=REF)
     for name, path in (("scalarjax", args.scalarjax_time), ("mace_torch", args.mace_time)):
         if path and pathlib.Path(path).exists():
             result.setdefault("wall_clock", {})[name] = _wall_and_cpu(path)
     pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
-    rows = ["| model | E MAE (meV/atom) | E RMSE | F MAE (meV/Å) | F RMSE | S MAE (meV/Å³) | S RMSE | wall (min) | CPU (min) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | E MAE (meV/atom) | E RMSE | F MAE (meV/Å) | F RMSE | S MAE (meV/Å³) | S RMSE | wall (min) | CPU (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("scalarjax", "mace_torch"):
         if name not in result:
             continue
         m = result[name]["all"]
         t = result.get("wall_clock", {}).get(name, {})
         cells = [f"{m[k][s]:.2f}" for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3") for s in ("mae", "rmse")]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {t.get('wall_min', float('nan')):.1f} | {t.get('cpu_min', float('nan')):.1f} |")
+        rows.append(
+            f"| {name} | " + " | ".join(cells) + f" | {t.get('wall_min', float('nan')):.1f} | {t.get('cpu_min', float('nan')):.1f} |"
+        )
     if "scalarjax" in result:
-        ratio = {k: result["scalarjax"]["all"][k]["mae"] / result["mace_torch"]["all"][k]["mae"]
-                 for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3")}
+        ratio = {
+            k: result["scalarjax"]["all"][k]["mae"] / result["mace_torch"]["all"][k]["mae"]
+            for k in ("energy_meV_per_atom", "forces_meV_per_A", "stress_meV_per_A3")
+        }
         result["mae_ratio_scalarjax_over_mace_torch"] = ratio
         pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
         rows.append("\nMAE ratio scalarjax / mace-torch: " + ", ".join(f"{k.split('_')[0]} {v:.2f}" for k, v in ratio.items()))
@@ -90,7 +101,7 @@ def _wall_and_cpu(path) -> dict:
     text = pathlib.Path(path).read_text()
     val = lambda key: next(line.split(": ", 1)[1] for line in text.splitlines() if key in line)
     parts = [float(x) for x in val("Elapsed (wall clock)").split(":")]
-    wall = sum(x * 60 ** i for i, x in enumerate(reversed(parts)))
+    wall = sum(x * 60**i for i, x in enumerate(reversed(parts)))
     cpu = float(val("User time")) + float(val("System time"))
     return {"wall_min": wall / 60, "cpu_min": cpu / 60}
 

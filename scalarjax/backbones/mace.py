@@ -89,7 +89,16 @@ class MACE(nn.Module):
             last = t == cfg.num_interactions - 1
             out_irreps = {"0e": C} if last else hidden
             A, sc = MACEInteraction(
-                C, cfg.max_ell, cfg.radial_mlp, out_irreps, self.num_species, t, t > 0 or bool(cfg.residual_first), self.transforms, dtype, name=f"interaction_{t}"
+                C,
+                cfg.max_ell,
+                cfg.radial_mlp,
+                out_irreps,
+                self.num_species,
+                t,
+                t > 0 or bool(cfg.residual_first),
+                self.transforms,
+                dtype,
+                name=f"interaction_{t}",
             )(h, sh, edge_feats, ctx)
             B = SymmetricContraction(tuple(out_irreps), cfg.correlation, self.num_species, dtype, name=f"product_{t}")(A, ctx.onehot)
             B = IrrepsLinear(out_irreps, dtype, name=f"product_linear_{t}")(B)

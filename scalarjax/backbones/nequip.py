@@ -50,7 +50,7 @@ def normalized_tanh(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.tanh(x) * _TANH_NORM
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layer_irreps(num_layers: int, l_max: int, parity: bool) -> tuple[tuple[str, ...], ...]:
     """Output irreps of every layer: the hidden irreps (ℓ ≤ l_max; both parities if ``parity``)
     that the tensor products can reach from the scalar embedding (forward) and that can still
@@ -135,8 +135,9 @@ class NequIP(nn.Module):
 
         h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
         for t, irreps_out in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity)):
-            h = NequIPLayer(C, cfg.l_max, irreps_out, cfg.radial_mlp, self.num_species, t, cfg.resnet, self.transforms, dtype,
-                            name=f"layer_{t}")(h, sh, edge_feats, ctx)
+            h = NequIPLayer(
+                C, cfg.l_max, irreps_out, cfg.radial_mlp, self.num_species, t, cfg.resnet, self.transforms, dtype, name=f"layer_{t}"
+            )(h, sh, edge_feats, ctx)
             if self.transforms:
                 h = {**h, "0e": pathway.node_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)[:, None, :]}
         scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, cfg.num_layers - 1)

@@ -100,7 +100,7 @@ class Configuration:
         return ase.Atoms(numbers=self.species, positions=self.positions, cell=self.cell, pbc=self.pbc)
 
     @classmethod
-    def from_atoms(cls, atoms, **labels) -> "Configuration":
+    def from_atoms(cls, atoms, **labels) -> Configuration:
         return cls(
             species=atoms.get_atomic_numbers(),
             positions=atoms.get_positions(),

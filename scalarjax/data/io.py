@@ -190,9 +190,7 @@ def read_ase(
         except (ValueError, TypeError):
             raise InputError(f"{where}: a config_*weight in the comment line is not a number") from None
         config_type = str(atoms.info.get(config_type_key, "Default"))
-        configs.append(
-            Configuration.from_atoms(atoms, **labels, **weights, config_type=config_type, source=f"{path}:{frame}")
-        )
+        configs.append(Configuration.from_atoms(atoms, **labels, **weights, config_type=config_type, source=f"{path}:{frame}"))
     return configs
 
 

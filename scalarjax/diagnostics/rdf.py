@@ -171,7 +171,7 @@ def _liquid_numbers(counts, norm, rho, edges, r_cut: Optional[float]) -> dict:
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     r = 0.5 * (edges[1:] + edges[:-1])
     g = counts.sum(0) / (norm.sum() * shell)
-    n_atoms = norm * rho ** -1  # N per frame
+    n_atoms = norm * rho**-1  # N per frame
     coordination = np.cumsum(counts.sum(0)) / n_atoms.sum()  # neighbours per atom within each bin's upper edge
     out = {"r_g_0.1": onset(r, g, 0.1), "r_g_0.5": onset(r, g, 0.5), "first_peak_r": first_peak(r, g, float(np.mean(rho)))}
     if r_cut is not None:

@@ -67,9 +67,18 @@ class Budget:
     phonon_supercell: Optional[tuple[int, int, int]] = None  # None: the preset's
 
     @classmethod
-    def quick(cls) -> "Budget":
-        return cls(nve_steps=40, rdf_equilibrate_steps=20, rdf_sample_steps=40, rdf_every=10, dimer_points=21, compression_points=6,
-                   phonon_mesh=6, band_points=7, phonon_supercell=(2, 2, 2))
+    def quick(cls) -> Budget:
+        return cls(
+            nve_steps=40,
+            rdf_equilibrate_steps=20,
+            rdf_sample_steps=40,
+            rdf_every=10,
+            dimer_points=21,
+            compression_points=6,
+            phonon_mesh=6,
+            band_points=7,
+            phonon_supercell=(2, 2, 2),
+        )
 
 
 def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
@@ -136,12 +145,22 @@ def liquid_state_point(aimd: list, p: SystemPreset) -> dict:
     (flagged ``matched: false``)."""
     temps = sorted({a.info["temperature_K"] for a in aimd if "temperature_K" in a.info})
     if not temps:
-        return {"temperature_K": p.liquid_K, "volume_per_atom_A3": crystal(p).get_volume() / len(crystal(p)), "frames": aimd,
-                "matched": False, "available_K": []}
+        return {
+            "temperature_K": p.liquid_K,
+            "volume_per_atom_A3": crystal(p).get_volume() / len(crystal(p)),
+            "frames": aimd,
+            "matched": False,
+            "available_K": [],
+        }
     t = min(temps, key=lambda x: abs(x - p.liquid_K))
     frames = [a for a in aimd if a.info.get("temperature_K") == t]
-    return {"temperature_K": t, "volume_per_atom_A3": float(np.mean([a.get_volume() / len(a) for a in frames])), "frames": frames,
-            "matched": True, "available_K": temps}
+    return {
+        "temperature_K": t,
+        "volume_per_atom_A3": float(np.mean([a.get_volume() / len(a) for a in frames])),
+        "frames": frames,
+        "matched": True,
+        "available_K": temps,
+    }
 
 
 def liquid_cell(p: SystemPreset, volume_per_atom: float):
@@ -152,8 +171,9 @@ def liquid_cell(p: SystemPreset, volume_per_atom: float):
     return atoms
 
 
-def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0,
-                 state: Optional[dict] = None) -> dict:
+def diagnose_run(
+    calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0, state: Optional[dict] = None
+) -> dict:
     """The chosen diagnostics of one calculator. ``state``: the liquid state point
     (:func:`liquid_state_point`); default the preset's temperature at the crystal's density."""
     from scalarjax import diagnostics as dg
@@ -167,9 +187,14 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         r_lo = 0.5 * (r_data_min or 2.0)
         dimer = dg.dimer_curve(calc, z, z, r_min=r_lo, r_max=calc.config.r_max + 0.5, n=budget.dimer_points)
         comp = dg.compression_curve(calc, crystal(p), scales=np.linspace(0.80, 1.05, budget.compression_points))
-        out["repulsion"] = {"dimer": dimer, "dimer_flags": dg.softening_flags(np.asarray(dimer["r"]), np.asarray(dimer["energy_eV"]), r_data_min,
-                                                                                 force=np.asarray(dimer["force_eV_per_A"])),
-                            "compression": comp, "r_data_min": r_data_min}
+        out["repulsion"] = {
+            "dimer": dimer,
+            "dimer_flags": dg.softening_flags(
+                np.asarray(dimer["r"]), np.asarray(dimer["energy_eV"]), r_data_min, force=np.asarray(dimer["force_eV_per_A"])
+            ),
+            "compression": comp,
+            "r_data_min": r_data_min,
+        }
         timings["repulsion"] = time.perf_counter() - t
     if "phonons" in which:
         t = time.perf_counter()
@@ -182,11 +207,15 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
             relaxation["volume_ratio_to_preset"] = relaxed["volume"] / crystal(p, cubic=False).get_volume()
         except ValueError as err:  # e.g. a badly trained model collapses the cell: report, use the preset cell
             cell, relaxation = crystal(p, cubic=False), {"error": str(err)}
-        res = dg.phonons(calc, cell, supercell=budget.phonon_supercell or p.phonon_supercell,
-                         mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points)
+        res = dg.phonons(
+            calc, cell, supercell=budget.phonon_supercell or p.phonon_supercell, mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points
+        )
         res["relaxation"] = relaxation
         if p.symbol == "Si":
-            res["reference_gamma_optical_THz"] = {"dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
+            res["reference_gamma_optical_THz"] = {
+                "dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ,
+                "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ,
+            }
         out["phonons"] = res
         timings["phonons"] = time.perf_counter() - t
     if "nve" in which:
@@ -200,7 +229,9 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         state = state or liquid_state_point([], p)
         temperature = state["temperature_K"]
         atoms = liquid_cell(p, state["volume_per_atom_A3"])
-        run_md(atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
+        run_md(
+            atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False
+        )
         frames = []
         from scalarjax.simulation.md import make_integrator
 
@@ -209,8 +240,14 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
         dyn.run(budget.rdf_sample_steps)
         r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)
         g = dg.rdf(frames, r_max=r_max)
-        out["rdf"] = {**g, "temperature_K": temperature, "volume_per_atom_A3": atoms.get_volume() / len(atoms),
-                      "state_point_matched": state["matched"], "n_frames": len(frames), "n_atoms": len(atoms)}
+        out["rdf"] = {
+            **g,
+            "temperature_K": temperature,
+            "volume_per_atom_A3": atoms.get_volume() / len(atoms),
+            "state_point_matched": state["matched"],
+            "n_frames": len(frames),
+            "n_atoms": len(atoms),
+        }
         if state["frames"]:
             liquid = dg.liquid_structure(frames, state["frames"], r_max=r_max, seed=seed)
             out["rdf"]["vs_reference"] = {k: v for k, v in liquid.items() if k not in ("r",)}
@@ -219,9 +256,17 @@ def diagnose_run(calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_
     return out
 
 
-def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str] = DIAGNOSTICS, data: Optional[str] = None,
-             out_dir: Optional[str] = None, labels: Optional[Sequence[str]] = None, quick: bool = False, dtype: Optional[str] = None,
-             seed: int = 0) -> dict:
+def diagnose(
+    run_dirs: Sequence[str],
+    system: str = "auto",
+    which: Sequence[str] = DIAGNOSTICS,
+    data: Optional[str] = None,
+    out_dir: Optional[str] = None,
+    labels: Optional[Sequence[str]] = None,
+    quick: bool = False,
+    dtype: Optional[str] = None,
+    seed: int = 0,
+) -> dict:
     from scalarjax import diagnostics as dg
     from scalarjax.calculator import Calculator
 
@@ -238,8 +283,14 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
     p = preset_for(next(iter(calcs.values())).config.atomic_numbers, system)
     data_all, aimd = reference_frames(data, p)
     r_data_min = dg.shortest_distance(data_all) if data_all else None
-    report = {"system": dataclasses.asdict(p), "budget": dataclasses.asdict(budget), "runs": dict(zip(labels, map(str, run_dirs))),
-              "data": data, "r_data_min": r_data_min, "results": {}}
+    report = {
+        "system": dataclasses.asdict(p),
+        "budget": dataclasses.asdict(budget),
+        "runs": dict(zip(labels, map(str, run_dirs))),
+        "data": data,
+        "r_data_min": r_data_min,
+        "results": {},
+    }
     state = liquid_state_point(aimd, p)
     report["liquid_state_point"] = {k: v for k, v in state.items() if k != "frames"} | {"n_reference_frames": len(state["frames"])}
     from scalarjax.progress import bar
@@ -248,8 +299,11 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
         report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state)
     if "rdf" in which and state["frames"]:
         first = next(iter(report["results"].values()))["rdf"]
-        report["data_rdf"] = {**dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
-                              "n_frames": len(state["frames"]), "temperature_K": state["temperature_K"]}
+        report["data_rdf"] = {
+            **dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
+            "n_frames": len(state["frames"]),
+            "temperature_K": state["temperature_K"],
+        }
     from scalarjax.fileio import write_json
 
     write_json(out / "diagnostics.json", _plain(report))
@@ -258,8 +312,11 @@ def diagnose(run_dirs: Sequence[str], system: str = "auto", which: Sequence[str]
         dg.plot_dimer_curves({k: v["repulsion"]["dimer"] for k, v in res.items()}, out / "dimer.png", r_data_min=r_data_min)
         dg.plot_compression_curves({k: v["repulsion"]["compression"] for k, v in res.items()}, out / "compression.png")
     if "phonons" in which:
-        ref = ({"DFT-PBE Γ optical": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
-               if p.symbol == "Si" else None)
+        ref = (
+            {"DFT-PBE Γ optical": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ, "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ}
+            if p.symbol == "Si"
+            else None
+        )
         dg.plot_phonon_bands({k: v["phonons"] for k, v in res.items()}, out / "phonons.png", reference_THz=ref)
     if "rdf" in which:
         curves = {k: v["rdf"] for k, v in res.items()}
@@ -293,20 +350,26 @@ def summary_table(report: dict) -> str:
             bad = [k for k in ("softening", "non_monotonic", "no_wall", "multiple_minima") if f.get(k)]
             cells.append(f"dimer wall {'FLAGGED (' + ', '.join(bad) + ')' if bad else 'ok'}, r_eq {fmt(f.get('r_eq'))} Å")
         if "phonons" in r:
-            cells.append(f"Γ optical {fmt(r['phonons'].get('gamma_optical_THz'))} THz, min freq {fmt(r['phonons'].get('min_frequency_THz'))} THz")
+            cells.append(
+                f"Γ optical {fmt(r['phonons'].get('gamma_optical_THz'))} THz, min freq {fmt(r['phonons'].get('min_frequency_THz'))} THz"
+            )
         if "nve" in r:
             cells.append(f"NVE drift {fmt(r['nve']['drift_meV_per_atom_per_ps'], '+.3f')} meV/atom/ps")
         if "rdf" in r:
             v = r["rdf"].get("vs_reference")
             if v:
                 m, ref = v["model"], v["reference"]
-                cells.append(f"liquid {r['rdf']['temperature_K']:.0f} K: g=0.1 at {fmt(m['r_g_0.1']['value'])} Å (AIMD {fmt(ref['r_g_0.1']['value'])}), "
-                             f"peak {fmt(m['first_peak_r']['value'])} Å (AIMD {fmt(ref['first_peak_r']['value'])}), "
-                             f"over-approach {fmt(v['over_approach'], '+.3f')} neighbours/atom")
+                cells.append(
+                    f"liquid {r['rdf']['temperature_K']:.0f} K: g=0.1 at {fmt(m['r_g_0.1']['value'])} Å (AIMD {fmt(ref['r_g_0.1']['value'])}), "
+                    f"peak {fmt(m['first_peak_r']['value'])} Å (AIMD {fmt(ref['first_peak_r']['value'])}), "
+                    f"over-approach {fmt(v['over_approach'], '+.3f')} neighbours/atom"
+                )
             else:
                 cells.append(f"g(r) peak {fmt(r['rdf']['first_peak_r'])} Å at {r['rdf']['temperature_K']:.0f} K (no reference frames)")
         rows.append("  ".join(cells))
     if report.get("data_rdf"):
         d = report["data_rdf"]
-        rows.append(f"data AIMD g(r) at {d.get('temperature_K', float('nan')):.0f} K: peak {fmt(d['first_peak_r'])} Å ({d['n_frames']} frames)")
+        rows.append(
+            f"data AIMD g(r) at {d.get('temperature_K', float('nan')):.0f} K: peak {fmt(d['first_peak_r'])} Å ({d['n_frames']} frames)"
+        )
     return "\n".join(rows)

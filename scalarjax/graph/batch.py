@@ -112,8 +112,10 @@ def configuration_to_graph(config: Configuration, elements: ElementTable, r_max:
     n = config.n_atoms
     periodic = any(config.pbc)
     if periodic and config.stress is not None and config.volume < 1e-9:
-        raise InputError(f"{config.source or 'configuration'}: a stress label but the cell has no volume "
-                         f"(pbc {list(config.pbc)}, cell {config.cell.tolist()}); stress needs three cell vectors")
+        raise InputError(
+            f"{config.source or 'configuration'}: a stress label but the cell has no volume "
+            f"(pbc {list(config.pbc)}, cell {config.cell.tolist()}); stress needs three cell vectors"
+        )
 
     def lab(x, shape):
         return (np.zeros(shape), 0.0) if x is None else (np.asarray(x, np.float64).reshape(shape), 1.0)

@@ -45,9 +45,11 @@ import numpy as np
 from scalarjax.interop.mace_torch_dump import FORMAT, Unsupported
 
 EXACT_SILU_CST = 1.6765324703310907  # scalarjax.nn.linear.normalized_silu
-INSTALL_HINT = ('pip install "scalarjax[mace-torch]" (torch and mace-torch>=0.3,<0.4), or dump it with a torch '
-                'environment: PYTHON_WITH_MACE -m scalarjax.interop.mace_torch_dump MODEL -o DUMP.npz '
-                '(or run the file scalarjax/interop/mace_torch_dump.py directly), then scalarjax import-mace DUMP.npz')
+INSTALL_HINT = (
+    'pip install "scalarjax[mace-torch]" (torch and mace-torch>=0.3,<0.4), or dump it with a torch '
+    "environment: PYTHON_WITH_MACE -m scalarjax.interop.mace_torch_dump MODEL -o DUMP.npz "
+    "(or run the file scalarjax/interop/mace_torch_dump.py directly), then scalarjax import-mace DUMP.npz"
+)
 
 
 def load_dump(path) -> tuple[dict, dict]:
@@ -82,8 +84,9 @@ class _Params:
     def __init__(self, template):
         import jax
 
-        self.flat = {tuple(getattr(k, "key", k) for k in path): tuple(v.shape)
-                     for path, v in jax.tree_util.tree_flatten_with_path(template)[0]}
+        self.flat = {
+            tuple(getattr(k, "key", k) for k in path): tuple(v.shape) for path, v in jax.tree_util.tree_flatten_with_path(template)[0]
+        }
         self.filled: dict = {}
         self.template = template
 
@@ -103,8 +106,10 @@ class _Params:
         missing = sorted("/".join(map(str, p[2:])) for p in self.flat if p not in self.filled)
         if missing:
             raise Unsupported(f"scalarjax parameters with no mace-torch counterpart: {missing[:5]}")
-        leaves = [self.filled[tuple(getattr(k, "key", k) for k in path)].astype(dtype)
-                  for path, _ in jax.tree_util.tree_flatten_with_path(self.template)[0]]
+        leaves = [
+            self.filled[tuple(getattr(k, "key", k) for k in path)].astype(dtype)
+            for path, _ in jax.tree_util.tree_flatten_with_path(self.template)[0]
+        ]
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.template), leaves)
 
 
@@ -164,7 +169,9 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
     hidden = _irreps_channels(layers[0]["hidden_irreps"])
     C = hidden.get("0e")
     if C is None or any(c != C for c in hidden.values()) or any(ir not in natural_irreps(max_ell) for ir in hidden):
-        raise Unsupported(f"hidden_irreps {layers[0]['hidden_irreps']}: scalarjax needs equal channels of natural-parity irreps up to max_ell")
+        raise Unsupported(
+            f"hidden_irreps {layers[0]['hidden_irreps']}: scalarjax needs equal channels of natural-parity irreps up to max_ell"
+        )
     hidden_str = "+".join(f"{C}x{ir}" for ir in natural_irreps(max_ell) if ir in hidden)
     target = {ir: C for ir in natural_irreps(max_ell)}
     for t, L in enumerate(layers):
@@ -174,8 +181,10 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
         want_in = {"0e": C} if t == 0 else hidden
         want_out = {"0e": C} if t == T - 1 else hidden
         if _irreps_channels(L["node_feats_irreps"]) != want_in or _irreps_channels(L["hidden_irreps"]) != want_out:
-            raise Unsupported(f"interactions.{t}: irreps {L['node_feats_irreps']} → {L['hidden_irreps']} differ from MACE's "
-                              f"(keep_last_layer_irreps is not supported)")
+            raise Unsupported(
+                f"interactions.{t}: irreps {L['node_feats_irreps']} → {L['hidden_irreps']} differ from MACE's "
+                f"(keep_last_layer_irreps is not supported)"
+            )
         if _irreps_channels(L["target_irreps"]) != target:
             raise Unsupported(f"interactions.{t}: target irreps {L['target_irreps']} are not {C}x(0e..{max_ell})")
     residual_first = layers[0]["interaction_class"] == "RealAgnosticResidualInteractionBlock"
@@ -191,12 +200,27 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
         raise Unsupported(f"MLP_irreps {last['mlp_irreps']} is not scalars only")
     avg = [float(L["avg_num_neighbors"]) for L in layers]
 
-    cfg = load_model_config(ModelConfig(
-        backbone="mace", r_max=r_max, num_bessel=nb, num_polynomial_cutoff=int(meta["num_polynomial_cutoff"]),
-        radial_mlp=tuple(widths[0][1:]), avg_num_neighbors=avg[0], max_ell=max_ell, hidden_irreps=hidden_str,
-        correlation=corrs[0], num_interactions=T, mlp_irreps=f"{mlp['0e']}x0e", residual_first=residual_first,
-        atomic_numbers=tuple(sorted(zs)), atomic_energies=tuple(float(meta["atomic_energies"][i]) for i in order),
-        scale=float(meta["scale"]), shift=float(meta["shift"]), dtype="float64"))
+    cfg = load_model_config(
+        ModelConfig(
+            backbone="mace",
+            r_max=r_max,
+            num_bessel=nb,
+            num_polynomial_cutoff=int(meta["num_polynomial_cutoff"]),
+            radial_mlp=tuple(widths[0][1:]),
+            avg_num_neighbors=avg[0],
+            max_ell=max_ell,
+            hidden_irreps=hidden_str,
+            correlation=corrs[0],
+            num_interactions=T,
+            mlp_irreps=f"{mlp['0e']}x0e",
+            residual_first=residual_first,
+            atomic_numbers=tuple(sorted(zs)),
+            atomic_energies=tuple(float(meta["atomic_energies"][i]) for i in order),
+            scale=float(meta["scale"]),
+            shift=float(meta["shift"]),
+            dtype="float64",
+        )
+    )
     from scalarjax.model import abstract_params
 
     template = abstract_params(build_model(load_model_config(cfg, dtype="float32")))  # structure and shapes only
@@ -229,8 +253,9 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
         if set(by_key) != {(p.ir1, p.l2, p.ir3) for p in plan.paths}:
             raise Unsupported(f"interactions.{t}.conv_tp: paths {sorted(by_key)} differ from MACE's")
         last_w = ws[-1]
-        cols = np.concatenate([np.arange(conv[by_key[(p.ir1, p.l2, p.ir3)]]["offset"], conv[by_key[(p.ir1, p.l2, p.ir3)]]["offset"] + C)
-                               for p in plan.paths])
+        cols = np.concatenate(
+            [np.arange(conv[by_key[(p.ir1, p.l2, p.ir3)]]["offset"], conv[by_key[(p.ir1, p.l2, p.ir3)]]["offset"] + C) for p in plan.paths]
+        )
         ws = ws[:-1] + [last_w[:, cols]]
         for i, w in enumerate(ws):
             P.set(pre + ("radial_mlp", f"w_{i}"), w * np.sqrt(w.shape[0]) * posts[i] / (EXACT_SILU_CST if i else 1.0))
@@ -274,7 +299,7 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
             for entry in prod["outputs"][Lo]:
                 nu = int(entry["nu"])
                 U, wt = arrays[entry["U"]], arrays[entry["w"]][order]  # [M, D..., k], [S, k, Ct]
-                M, k = U.shape[0], U.shape[-1]
+                k = U.shape[-1]
                 Tm = symmetrize_to_monomials(np.moveaxis(U, 0, -2), D, nu)  # [n_mono, M, k]
                 J = coeffs[(Lo, nu)]  # [n_mono, P, M]
                 A = np.transpose(J, (0, 2, 1)).reshape(-1, J.shape[1])  # [n_mono·M, P]
@@ -285,8 +310,9 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
                     continue
                 R, *_ = np.linalg.lstsq(A, B, rcond=None)
                 res = float(np.linalg.norm(A @ R - B) / max(np.linalg.norm(B), 1e-300))
-                report["product_projection"].append({"layer": t, "L": Lo, "nu": nu, "torch_paths": int(k), "jax_paths": int(J.shape[1]),
-                                                     "relative_residual": res})
+                report["product_projection"].append(
+                    {"layer": t, "L": Lo, "nu": nu, "torch_paths": int(k), "jax_paths": int(J.shape[1]), "relative_residual": res}
+                )
                 if res > (1e-9 if src64 else 1e-5):
                     raise Unsupported(f"products.{t}: mace's {Lo} order-{nu} basis is not in e3nn-jax's span (residual {res:.2e})")
                 wblocks.append(np.einsum("pk,skc->spc", R, wt))
@@ -331,8 +357,14 @@ def write_run(run_dir, cfg, params, extra_stats: dict | None = None, report: dic
         rc = RunConfig(model=cfg, output=OutputConfig(run_dir=str(run_dir)))
         with open(tmp / "config.yaml", "w") as f:
             yaml.safe_dump(to_dict(rc), f, sort_keys=False)
-        stats = {"atomic_numbers": list(cfg.atomic_numbers), "e0s": list(cfg.atomic_energies),
-                 "avg_num_neighbors": cfg.avg_num_neighbors, "scale": cfg.scale, "shift": cfg.shift, **(extra_stats or {})}
+        stats = {
+            "atomic_numbers": list(cfg.atomic_numbers),
+            "e0s": list(cfg.atomic_energies),
+            "avg_num_neighbors": cfg.avg_num_neighbors,
+            "scale": cfg.scale,
+            "shift": cfg.shift,
+            **(extra_stats or {}),
+        }
         with open(tmp / "statistics.json", "w") as f:
             json.dump(stats, f, indent=1)
         if report is not None:
@@ -364,10 +396,12 @@ def import_mace(source, run_dir, dtype: str = "float64") -> pathlib.Path:
         if not os.path.isfile(source):
             raise Unsupported(f"{source}: no such file")
         if not torch_available():
-            raise Unsupported(f"{source}: reading a mace-torch model needs torch and mace-torch, which are not installed here; {INSTALL_HINT}")
-        from scalarjax.interop import mace_torch_dump
-
+            raise Unsupported(
+                f"{source}: reading a mace-torch model needs torch and mace-torch, which are not installed here; {INSTALL_HINT}"
+            )
         import torch
+
+        from scalarjax.interop import mace_torch_dump
 
         model = mace_torch_dump.load_model(source)
         params = list(model.parameters()) if hasattr(model, "parameters") else []
@@ -376,6 +410,11 @@ def import_mace(source, run_dir, dtype: str = "float64") -> pathlib.Path:
         meta["source"] = os.path.basename(source)
         meta["source_dtype"] = str(params[0].dtype).replace("torch.", "") if params else "unknown"
     cfg, params, report = convert(arrays, meta, dtype)
-    report = {"source": meta.get("source", source), "source_dtype": meta.get("source_dtype"), "model_class": meta["model_class"],
-              "versions": meta.get("versions", {}), **report}
+    report = {
+        "source": meta.get("source", source),
+        "source_dtype": meta.get("source_dtype"),
+        "model_class": meta["model_class"],
+        "versions": meta.get("versions", {}),
+        **report,
+    }
     return write_run(run_dir, cfg, params, {"imported_from": report["source"]}, report)

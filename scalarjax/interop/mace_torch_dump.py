@@ -71,8 +71,10 @@ def load_model(path: str):
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
                 if any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist()):
-                    raise Unsupported(f"{path}: a TorchScript (compiled) model; pass the plain .model file that "
-                                      "mace_run_train writes next to the *_compiled.model")
+                    raise Unsupported(
+                        f"{path}: a TorchScript (compiled) model; pass the plain .model file that "
+                        "mace_run_train writes next to the *_compiled.model"
+                    )
         model = torch.load(path, map_location="cpu", weights_only=False)
     except Unsupported:
         raise
@@ -105,15 +107,24 @@ def _linear(lin, prefix: str, arrays: dict, what: str) -> list:
     from e3nn import o3
 
     if not isinstance(lin, o3.Linear):
-        raise Unsupported(f"{what}: {type(lin).__name__} is not e3nn's o3.Linear (cuequivariance/openequivariance layers are not supported)")
+        raise Unsupported(
+            f"{what}: {type(lin).__name__} is not e3nn's o3.Linear (cuequivariance/openequivariance layers are not supported)"
+        )
     out = []
     for k, ins, w in lin.weight_views(yield_instruction=True):
         if ins.i_in == -1:
             raise Unsupported(f"{what}: linear layers with biases are not supported")
         name = f"{prefix}.{k}"
         arrays[name] = _a(w) * ins.path_weight
-        out.append({"i_in": ins.i_in, "ir_in": str(lin.irreps_in[ins.i_in].ir), "i_out": ins.i_out,
-                    "ir_out": str(lin.irreps_out[ins.i_out].ir), "array": name})
+        out.append(
+            {
+                "i_in": ins.i_in,
+                "ir_in": str(lin.irreps_in[ins.i_in].ir),
+                "i_out": ins.i_out,
+                "ir_out": str(lin.irreps_out[ins.i_out].ir),
+                "array": name,
+            }
+        )
     return out
 
 
@@ -168,8 +179,18 @@ def _conv_tp(tp, arrays: dict, what: str) -> list:
         if mul_ir2.ir.p != (-1) ** mul_ir2.ir.l:
             raise Unsupported(f"{what}: edge attributes {mul_ir2.ir} are not spherical harmonics of natural parity")
         size = int(np.prod(ins.path_shape))
-        out.append({"ir1": str(ir1), "l2": mul_ir2.ir.l, "ir3": str(ir3), "i_out": ins.i_out, "offset": offset,
-                    "size": size, "path_weight": float(ins.path_weight), "cg": _cg(arrays, ir1.l, mul_ir2.ir.l, ir3.l)})
+        out.append(
+            {
+                "ir1": str(ir1),
+                "l2": mul_ir2.ir.l,
+                "ir3": str(ir3),
+                "i_out": ins.i_out,
+                "offset": offset,
+                "size": size,
+                "path_weight": float(ins.path_weight),
+                "cg": _cg(arrays, ir1.l, mul_ir2.ir.l, ir3.l),
+            }
+        )
         offset += size
     if offset != tp.weight_numel:
         raise Unsupported(f"{what}: unexpected tensor-product weight layout")
@@ -233,8 +254,11 @@ def dump_model(model) -> tuple[dict, dict]:
     heads = list(getattr(model, "heads", None) or ["Default"])
     if len(heads) != 1:
         raise Unsupported(f"multi-head models are not supported (heads: {heads}); export one head first (mace's select_head)")
-    for attr, what in (("pair_repulsion", "ZBL pair repulsion"), ("joint_embedding", "joint embeddings (embedding_specs)"),
-                       ("lammps_mliap", None)):
+    for attr, what in (
+        ("pair_repulsion", "ZBL pair repulsion"),
+        ("joint_embedding", "joint embeddings (embedding_specs)"),
+        ("lammps_mliap", None),
+    ):
         if what and getattr(model, attr, False):
             raise Unsupported(f"{what} is not supported")
     arrays: dict = {}
@@ -318,8 +342,10 @@ def dump_model(model) -> tuple[dict, dict]:
         meta["layers"].append(layer)
 
     if len(model.readouts) != len(model.interactions):
-        raise Unsupported(f"{len(model.readouts)} readouts for {len(model.interactions)} interactions "
-                          "(use_last_readout_only or a single interaction) are not supported")
+        raise Unsupported(
+            f"{len(model.readouts)} readouts for {len(model.interactions)} interactions "
+            "(use_last_readout_only or a single interaction) are not supported"
+        )
     for t, ro in enumerate(model.readouts):
         name = type(ro).__name__
         last = t == len(model.readouts) - 1
@@ -331,17 +357,20 @@ def dump_model(model) -> tuple[dict, dict]:
             acts = list(ro.non_linearity.acts)
             if len(acts) != 1:
                 raise Unsupported(f"readouts.{t}: MLP irreps {ro.hidden_irreps} with several blocks are not supported")
-            meta["readouts"].append({
-                "kind": "mlp",
-                "mlp_irreps": str(ro.hidden_irreps),
-                "linear_1": _linear(ro.linear_1, f"r{t}.linear_1", arrays, f"readouts.{t}.linear_1"),
-                "post": _act_post(acts[0], f"readouts.{t}.non_linearity"),
-                "linear_2": _linear(ro.linear_2, f"r{t}.linear_2", arrays, f"readouts.{t}.linear_2"),
-            })
+            meta["readouts"].append(
+                {
+                    "kind": "mlp",
+                    "mlp_irreps": str(ro.hidden_irreps),
+                    "linear_1": _linear(ro.linear_1, f"r{t}.linear_1", arrays, f"readouts.{t}.linear_1"),
+                    "post": _act_post(acts[0], f"readouts.{t}.non_linearity"),
+                    "linear_2": _linear(ro.linear_2, f"r{t}.linear_2", arrays, f"readouts.{t}.linear_2"),
+                }
+            )
         del name
     try:
-        import mace
         from importlib import metadata
+
+        import mace
 
         meta["versions"] = {p: metadata.version(p) for p in ("mace-torch", "e3nn", "torch")}
         del mace

@@ -26,12 +26,7 @@ def bessel_basis(r: jnp.ndarray, num_bessel: int, r_max: float, first_mode: int 
 def polynomial_cutoff(r: jnp.ndarray, r_max: float, p: int) -> jnp.ndarray:
     """``r``: ``[E]`` distances (Å) → ``[E]`` envelope in [0, 1], C² at ``r_max``."""
     x = r / r_max
-    u = (
-        1.0
-        - 0.5 * (p + 1.0) * (p + 2.0) * x**p
-        + p * (p + 2.0) * x ** (p + 1)
-        - 0.5 * p * (p + 1.0) * x ** (p + 2)
-    )
+    u = 1.0 - 0.5 * (p + 1.0) * (p + 2.0) * x**p + p * (p + 2.0) * x ** (p + 1) - 0.5 * p * (p + 1.0) * x ** (p + 2)
     return jnp.where(x < 1.0, u, 0.0)
 
 

@@ -60,7 +60,7 @@ def symmetrize_to_monomials(tensor: np.ndarray, D: int, nu: int) -> np.ndarray:
     return summed.reshape((len(monos),) + np.asarray(tensor).shape[nu:])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def monomial_coefficients(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> dict:
     """``(L, ν) → [n_monomials_ν, P_{L,ν}, 2L+1]``: e3nn's reduced symmetric basis on sorted monomials.
 
@@ -82,7 +82,7 @@ def monomial_coefficients(irreps_in: tuple[str, ...], correlation: int, irreps_o
     return coeffs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> ContractionPlan:
     irreps = e3nn.Irreps("+".join(irreps_in))
     D = irreps.dim
@@ -92,7 +92,7 @@ def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: t
 
     # Prune: keep a monomial if some output uses it, or a higher degree is built from it.
     used = [np.zeros(len(m), bool) for m in monos]
-    for (L, nu), c in coeffs.items():
+    for (_L, nu), c in coeffs.items():
         used[nu - 1] |= np.abs(c).reshape(c.shape[0], -1).max(axis=1, initial=0.0) > 1e-10
     needed = [u.copy() for u in used]
     for nu in range(correlation, 1, -1):

@@ -48,7 +48,7 @@ class ChannelwiseTPPlan:
         return len(self.paths)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def channelwise_tp_plan(irreps_in: tuple[str, ...], max_ell: int, irreps_target: tuple[str, ...]) -> ChannelwiseTPPlan:
     paths = []
     for ir1 in irreps_in:

@@ -133,8 +133,9 @@ def edge_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: Hoo
     return x
 
 
-def aggregate(transforms: Sequence[ScalarTransform], plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext,
-              layer: int) -> dict:
+def aggregate(
+    transforms: Sequence[ScalarTransform], plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext, layer: int
+) -> dict:
     """The neighbour aggregation of the channelwise-TP messages, ``{ir3: [N, P, 2l3+1, C]}``.
 
     Default: ``(1/avg_num_neighbors) Σ_{j∈N(i)} m_ij`` for every irrep. A message is linear in its

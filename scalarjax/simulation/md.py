@@ -25,17 +25,20 @@ from scalarjax.errors import InputError
 ENSEMBLES = ("nve", "nvt", "npt")
 
 
-def check_md_settings(steps: int, timestep_fs: float, temperature_K: float, log_interval: int = 1, traj_interval: int = 1,
-                      friction_per_fs: float = 0.01) -> None:
+def check_md_settings(
+    steps: int, timestep_fs: float, temperature_K: float, log_interval: int = 1, traj_interval: int = 1, friction_per_fs: float = 0.01
+) -> None:
     """Settings that would run backwards, not move, or divide by zero: an :class:`InputError` naming them."""
     import math
 
-    checks = (("steps", steps, steps >= 1, "must be at least 1"),
-              ("timestep", timestep_fs, math.isfinite(timestep_fs) and timestep_fs > 0, "fs must be positive"),
-              ("temperature", temperature_K, math.isfinite(temperature_K) and temperature_K >= 0, "K must be ≥ 0"),
-              ("log-interval", log_interval, log_interval >= 1, "must be at least 1"),
-              ("traj-interval", traj_interval, traj_interval >= 1, "must be at least 1"),
-              ("friction", friction_per_fs, math.isfinite(friction_per_fs) and friction_per_fs >= 0, "1/fs must be ≥ 0"))
+    checks = (
+        ("steps", steps, steps >= 1, "must be at least 1"),
+        ("timestep", timestep_fs, math.isfinite(timestep_fs) and timestep_fs > 0, "fs must be positive"),
+        ("temperature", temperature_K, math.isfinite(temperature_K) and temperature_K >= 0, "K must be ≥ 0"),
+        ("log-interval", log_interval, log_interval >= 1, "must be at least 1"),
+        ("traj-interval", traj_interval, traj_interval >= 1, "must be at least 1"),
+        ("friction", friction_per_fs, math.isfinite(friction_per_fs) and friction_per_fs >= 0, "1/fs must be ≥ 0"),
+    )
     for name, value, ok, rule in checks:
         if not ok:
             raise InputError(f"md --{name} {value}: {rule}")
@@ -50,8 +53,17 @@ def initial_velocities(atoms, temperature_K: float, seed: int) -> None:
         Stationary(atoms)
 
 
-def make_integrator(atoms, ensemble: str, timestep_fs: float, temperature_K: float, friction_per_fs: float = 0.01,
-                    pressure_GPa: float = 0.0, tdamp_fs: float = 100.0, pdamp_fs: float = 1000.0, seed: int = 0):
+def make_integrator(
+    atoms,
+    ensemble: str,
+    timestep_fs: float,
+    temperature_K: float,
+    friction_per_fs: float = 0.01,
+    pressure_GPa: float = 0.0,
+    tdamp_fs: float = 100.0,
+    pdamp_fs: float = 1000.0,
+    seed: int = 0,
+):
     from ase import units
 
     dt = timestep_fs * units.fs
@@ -62,15 +74,22 @@ def make_integrator(atoms, ensemble: str, timestep_fs: float, temperature_K: flo
     if ensemble == "nvt":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False,
-                        rng=np.random.default_rng(seed))
+        return Langevin(
+            atoms, dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False, rng=np.random.default_rng(seed)
+        )
     if ensemble == "npt":
         if not all(atoms.pbc):
             raise InputError("md --ensemble npt needs a fully periodic cell")
         from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
-        return IsotropicMTKNPT(atoms, dt, temperature_K=temperature_K, pressure_au=pressure_GPa * units.GPa,
-                               tdamp=tdamp_fs * units.fs, pdamp=pdamp_fs * units.fs)
+        return IsotropicMTKNPT(
+            atoms,
+            dt,
+            temperature_K=temperature_K,
+            pressure_au=pressure_GPa * units.GPa,
+            tdamp=tdamp_fs * units.fs,
+            pdamp=pdamp_fs * units.fs,
+        )
     raise InputError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
 
 
@@ -82,9 +101,22 @@ def _pressure_GPa(atoms) -> Optional[float]:
     return float(-np.trace(atoms.get_stress(voigt=False, include_ideal_gas=True)) / 3 / units.GPa)
 
 
-def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, timestep_fs: float = 1.0, steps: int = 1000,
-           pressure_GPa: float = 0.0, friction_per_fs: float = 0.01, log_interval: int = 10, traj_interval: int = 100,
-           trajectory: Optional[Path] = None, log: Optional[Path] = None, seed: int = 0, progress: Optional[bool] = None) -> dict:
+def run_md(
+    atoms,
+    calc,
+    ensemble: str = "nve",
+    temperature_K: float = 300.0,
+    timestep_fs: float = 1.0,
+    steps: int = 1000,
+    pressure_GPa: float = 0.0,
+    friction_per_fs: float = 0.01,
+    log_interval: int = 10,
+    traj_interval: int = 100,
+    trajectory: Optional[Path] = None,
+    log: Optional[Path] = None,
+    seed: int = 0,
+    progress: Optional[bool] = None,
+) -> dict:
     """Run ``steps`` steps; returns a summary with the logged rows, throughput and drift (NVE)."""
     import ase.io
 
@@ -113,8 +145,16 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
     def observe():
         step = dyn.nsteps
         e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-        row = {"step": step, "time_ps": step * timestep_fs / 1000, "E_total": e_pot + e_kin, "E_pot": e_pot, "E_kin": e_kin,
-               "T_K": atoms.get_temperature(), "P_GPa": _pressure_GPa(atoms), "V_A3": atoms.get_volume() if all(atoms.pbc) else None}
+        row = {
+            "step": step,
+            "time_ps": step * timestep_fs / 1000,
+            "E_total": e_pot + e_kin,
+            "E_pot": e_pot,
+            "E_kin": e_kin,
+            "T_K": atoms.get_temperature(),
+            "P_GPa": _pressure_GPa(atoms),
+            "V_A3": atoms.get_volume() if all(atoms.pbc) else None,
+        }
         rows.append(row)
         if log_file:
             p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
@@ -140,20 +180,39 @@ def run_md(atoms, calc, ensemble: str = "nve", temperature_K: float = 300.0, tim
     if log_file:
         log_file.close()
     n = len(atoms)
-    summary = {"ensemble": ensemble, "n_atoms": n, "steps": steps, "timestep_fs": timestep_fs, "temperature_K": temperature_K,
-               "seconds": seconds, "steps_per_s": steps / seconds,
-               "compiles_during_run": (pot.compile_count - compiles_before) if pot is not None else None, "rows": rows}
+    summary = {
+        "ensemble": ensemble,
+        "n_atoms": n,
+        "steps": steps,
+        "timestep_fs": timestep_fs,
+        "temperature_K": temperature_K,
+        "seconds": seconds,
+        "steps_per_s": steps / seconds,
+        "compiles_during_run": (pot.compile_count - compiles_before) if pot is not None else None,
+        "rows": rows,
+    }
     e = np.array([r["E_total"] for r in rows]) / n
     t = np.array([r["time_ps"] for r in rows])
     if len(rows) > 2:
         summary["drift_meV_per_atom_per_ps"] = 1e3 * float(np.polyfit(t, e, 1)[0])
         summary["fluctuation_meV_per_atom"] = 1e3 * float(np.std(e))
-        summary["mean_T_K"] = float(np.mean([r["T_K"] for r in rows[len(rows) // 2:]]))
+        summary["mean_T_K"] = float(np.mean([r["T_K"] for r in rows[len(rows) // 2 :]]))
     return summary
 
 
 def nve_drift(calc, atoms, steps: int = 1000, timestep_fs: float = 2.0, temperature_K: float = 300.0, seed: int = 0) -> dict:
     """Energy drift (meV/atom/ps, slope of a linear fit of E_total/N) and its fluctuation under NVE."""
     s = run_md(atoms, calc, "nve", temperature_K, timestep_fs, steps, log_interval=1, seed=seed, progress=False)
-    return {k: s[k] for k in ("n_atoms", "steps", "timestep_fs", "temperature_K", "drift_meV_per_atom_per_ps",
-                              "fluctuation_meV_per_atom", "steps_per_s", "compiles_during_run")}
+    return {
+        k: s[k]
+        for k in (
+            "n_atoms",
+            "steps",
+            "timestep_fs",
+            "temperature_K",
+            "drift_meV_per_atom_per_ps",
+            "fluctuation_meV_per_atom",
+            "steps_per_s",
+            "compiles_during_run",
+        )
+    }

@@ -10,18 +10,26 @@ import numpy as np
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
 
-def relax(atoms, calc, fmax: float = 0.01, steps: int = 500, cell: bool = False, pressure_GPa: float = 0.0,
-          optimizer: str = "FIRE", trajectory: Optional[Path] = None) -> dict:
+def relax(
+    atoms,
+    calc,
+    fmax: float = 0.01,
+    steps: int = 500,
+    cell: bool = False,
+    pressure_GPa: float = 0.0,
+    optimizer: str = "FIRE",
+    trajectory: Optional[Path] = None,
+) -> dict:
     """Minimise the energy until max |F| < ``fmax`` eV/Å (and the cell's generalised forces, with ``cell``).
 
     Returns energies (eV), the largest residual force (eV/Å), the number of steps, whether it
     converged, and the final volume (Å³). ``atoms`` is relaxed in place.
     """
+    import math
+
     import ase.optimize
     from ase import units
     from ase.filters import FrechetCellFilter
-
-    import math
 
     from scalarjax.errors import InputError
 
@@ -39,6 +47,12 @@ def relax(atoms, calc, fmax: float = 0.01, steps: int = 500, cell: bool = False,
     opt = getattr(ase.optimize, optimizer)(target, logfile=None, trajectory=str(trajectory) if trajectory else None)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     forces = atoms.get_forces()
-    return {"converged": converged, "steps": int(opt.nsteps), "E_initial": float(e0), "E_final": float(atoms.get_potential_energy()),
-            "max_force": float(np.linalg.norm(forces, axis=1).max()), "volume": float(atoms.get_volume()) if all(atoms.pbc) else None,
-            "cell": atoms.cell.array.tolist()}
+    return {
+        "converged": converged,
+        "steps": int(opt.nsteps),
+        "E_initial": float(e0),
+        "E_final": float(atoms.get_potential_energy()),
+        "max_force": float(np.linalg.norm(forces, axis=1).max()),
+        "volume": float(atoms.get_volume()) if all(atoms.pbc) else None,
+        "cell": atoms.cell.array.tolist(),
+    }

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import typing
 from typing import Any, Optional
 
 import yaml
 
 from scalarjax.config import ModelConfig, _coerce, from_dict, read_yaml
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
-import typing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +199,9 @@ def validate_run_config(cfg: RunConfig) -> None:
     need(d.max_train is None or d.max_train >= 1, "data.max_train", d.max_train, "must be at least 1 (or null for all)")
     need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be at least 1")
     need(d.valid_batch_size >= 1, "data.valid_batch_size", d.valid_batch_size, "must be at least 1")
-    need(isinstance(d.config_type_weights, dict), "data.config_type_weights", d.config_type_weights,
-         "must be a mapping config_type: weight")
+    need(
+        isinstance(d.config_type_weights, dict), "data.config_type_weights", d.config_type_weights, "must be a mapping config_type: weight"
+    )
     for k, w in d.config_type_weights.items():
         need(finite(w) and not isinstance(w, bool) and w >= 0, f"data.config_type_weights.{k}", w, "must be a number ≥ 0")
     need(o.keep_checkpoints >= 1, "output.keep_checkpoints", o.keep_checkpoints, "must be at least 1 (a run must be resumable)")

@@ -67,17 +67,25 @@ def model_with_statistics(cfg, train) -> tuple:
             continue
         mine = getattr(cfg.model, f.name)
         if mine != getattr(default, f.name) and mine != getattr(base, f.name):
-            raise InputError(f"model.{f.name}: {mine!r} differs from the run being fine-tuned ({tc.init_from}: "
-                             f"{getattr(base, f.name)!r}); with training.init_from only scalar_transforms and dtype may be set")
+            raise InputError(
+                f"model.{f.name}: {mine!r} differs from the run being fine-tuned ({tc.init_from}: "
+                f"{getattr(base, f.name)!r}); with training.init_from only scalar_transforms and dtype may be set"
+            )
     new_zs = sorted({int(z) for c in train for z in c.species} - set(base.atomic_numbers))
     if new_zs:
         raise InputError(f"data.train: element(s) {new_zs} are not in the model of {tc.init_from} (it knows {list(base.atomic_numbers)})")
     model = load_model_config(base, scalar_transforms=list(cfg.model.scalar_transforms), dtype=cfg.model.dtype)
     elements = ElementTable(model.atomic_numbers)
     graphs = [configuration_to_graph(c, elements, model.r_max) for c in train]
-    stats = {"atomic_numbers": list(model.atomic_numbers), "e0s": list(model.atomic_energies),
-             "avg_num_neighbors": model.avg_num_neighbors, "scale": model.scale, "shift": model.shift,
-             "init_from": str(tc.init_from), "base_statistics": base_stats}
+    stats = {
+        "atomic_numbers": list(model.atomic_numbers),
+        "e0s": list(model.atomic_energies),
+        "avg_num_neighbors": model.avg_num_neighbors,
+        "scale": model.scale,
+        "shift": model.shift,
+        "init_from": str(tc.init_from),
+        "base_statistics": base_stats,
+    }
     return model, graphs, stats
 
 
@@ -108,8 +116,9 @@ def initial_params(params, tc):
     params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out)
     if tc.trainable == "all":
         return params, None
-    mask = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
-                                        [_key(p) not in base or any(s.startswith("readout_") for s in _key(p)) for p, _ in leaves])
+    mask = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(params), [_key(p) not in base or any(s.startswith("readout_") for s in _key(p)) for p, _ in leaves]
+    )
     return params, mask
 
 

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import jraph
 
 
-
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     energy: float = 1.0

@@ -67,7 +67,10 @@ def structure_errors(configs: Sequence[Configuration], preds: Sequence[dict]) ->
     ``forces_mae_meV_per_A`` and ``forces_sq_meV2_per_A2`` (mean |ΔF| and mean ΔF² over the 3n
     components), ``stress_mae_meV_per_A3`` (mean |Δσ| over the 6 Voigt components).
     """
-    out = {k: [] for k in ("config_type", "n_atoms", "energy_meV_per_atom", "forces_mae_meV_per_A", "forces_sq_meV2_per_A2", "stress_mae_meV_per_A3")}
+    out = {
+        k: []
+        for k in ("config_type", "n_atoms", "energy_meV_per_atom", "forces_mae_meV_per_A", "forces_sq_meV2_per_A2", "stress_mae_meV_per_A3")
+    }
     r = lambda x: float(f"{x:.5g}")
     for c, p in zip(configs, preds):
         out["config_type"].append(c.config_type)
@@ -82,8 +85,10 @@ def structure_errors(configs: Sequence[Configuration], preds: Sequence[dict]) ->
 
 
 def format_table(metrics: dict) -> str:
-    lines = [f"{'config_type':16s} {'E MAE':>9s} {'E RMSE':>9s} {'F MAE':>9s} {'F RMSE':>9s} {'S MAE':>9s} {'S RMSE':>9s}",
-             f"{'':16s} {'meV/atom':>9s} {'meV/atom':>9s} {'meV/Å':>9s} {'meV/Å':>9s} {'meV/Å³':>9s} {'meV/Å³':>9s}"]
+    lines = [
+        f"{'config_type':16s} {'E MAE':>9s} {'E RMSE':>9s} {'F MAE':>9s} {'F RMSE':>9s} {'S MAE':>9s} {'S RMSE':>9s}",
+        f"{'':16s} {'meV/atom':>9s} {'meV/atom':>9s} {'meV/Å':>9s} {'meV/Å':>9s} {'meV/Å³':>9s} {'meV/Å³':>9s}",
+    ]
     fmt = lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9s}"
     for name, m in metrics.items():
         e, f, s = m["energy_meV_per_atom"], m["forces_meV_per_A"], m["stress_meV_per_A3"]

@@ -95,8 +95,15 @@ def set_lr(state: TrainState, lr: float) -> TrainState:
     return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))
 
 
-def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema_decay: float, warmup_steps: int,
-                    terms_fn: Callable = loss_terms, jit: bool = True):
+def make_train_step(
+    potential_fn: Callable,
+    weights: LossWeights,
+    optimizer,
+    ema_decay: float,
+    warmup_steps: int,
+    terms_fn: Callable = loss_terms,
+    jit: bool = True,
+):
     """``(state, batch, energy_weight) → (state, metrics)``, jitted with the state donated.
 
     ``terms_fn(pred, batch, weights)`` gives the loss terms (default :func:`loss_terms`; the
@@ -122,8 +129,12 @@ def make_train_step(potential_fn: Callable, weights: LossWeights, optimizer, ema
         ema = jax.tree.map(lambda e, p: d.astype(p.dtype) * e + (1 - d.astype(p.dtype)) * p, state.ema, params) if ema_decay > 0 else params
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        new = TrainState(step=state.step + finite.astype(jnp.int32), params=keep(params, state.params),
-                         opt_state=keep(opt_state, state.opt_state), ema=keep(ema, state.ema))
+        new = TrainState(
+            step=state.step + finite.astype(jnp.int32),
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            ema=keep(ema, state.ema),
+        )
         metrics = {k: v for k, v in terms.items()}
         metrics["loss"] = loss
         metrics["skipped"] = (~finite).astype(jnp.int32)

@@ -27,6 +27,7 @@ once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Iterable, Optional, Sequence
 
@@ -43,6 +44,11 @@ from scalarjax.training.optim import make_train_step
 
 AXIS = "data"
 TIMEOUT_ENV = "SCALARJAX_DISTRIBUTED_TIMEOUT"  # seconds to wait for the coordinator (default 300)
+
+
+def _index(array: np.ndarray, idx) -> np.ndarray:
+    """``array[idx]``: the callback of ``jax.make_array_from_callback`` for a host array."""
+    return array[idx]
 
 
 class ParallelSetupError(ValueError):
@@ -80,8 +86,12 @@ def distributed_request() -> Optional[dict]:
             raise ParallelSetupError("JAX_COORDINATOR_ADDRESS is set: also set JAX_NUM_PROCESSES and JAX_PROCESS_ID")
         if not 0 <= pid < n:
             raise ParallelSetupError(f"JAX_PROCESS_ID={pid} is not in 0..JAX_NUM_PROCESSES-1={n - 1}")
-        return {"coordinator_address": os.environ["JAX_COORDINATOR_ADDRESS"], "num_processes": n, "process_id": pid,
-                "initialization_timeout": timeout}
+        return {
+            "coordinator_address": os.environ["JAX_COORDINATOR_ADDRESS"],
+            "num_processes": n,
+            "process_id": pid,
+            "initialization_timeout": timeout,
+        }
     if (_int_env("SLURM_NTASKS") or 1) > 1 and "SLURM_PROCID" in os.environ:
         return {"cluster_detection_method": "slurm", "initialization_timeout": timeout}
     if (_int_env("OMPI_COMM_WORLD_SIZE") or 1) > 1:
@@ -108,7 +118,8 @@ def _wait_for_coordinator(address: str, timeout_s: float, pid: int, n: int) -> N
             if time.monotonic() >= deadline:
                 raise ParallelSetupError(
                     f"jax.distributed: the coordinator {address} did not answer within {timeout_s:g} s (process {pid} of {n}; "
-                    f"is process 0 running there? {TIMEOUT_ENV} sets the wait): {err}") from None
+                    f"is process 0 running there? {TIMEOUT_ENV} sets the wait): {err}"
+                ) from None
             time.sleep(0.25)
 
 
@@ -124,7 +135,9 @@ def initialize_distributed() -> bool:
     if kwargs.get("process_id", 0) != 0:
         # JAX aborts the whole process (absl LOG(FATAL)) when the coordinator does not answer in
         # time; probing its port first turns the common case into a one-line error.
-        _wait_for_coordinator(kwargs["coordinator_address"], kwargs["initialization_timeout"], kwargs["process_id"], kwargs["num_processes"])
+        _wait_for_coordinator(
+            kwargs["coordinator_address"], kwargs["initialization_timeout"], kwargs["process_id"], kwargs["num_processes"]
+        )
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as err:  # JAX raises a long gRPC error (DEADLINE_EXCEEDED, UNAVAILABLE)
@@ -132,7 +145,8 @@ def initialize_distributed() -> bool:
         raise ParallelSetupError(
             f"jax.distributed could not start (coordinator {where}, process "
             f"{kwargs.get('process_id', '?')} of {kwargs.get('num_processes', '?')}, timeout "
-            f"{kwargs['initialization_timeout']} s; {TIMEOUT_ENV} changes it): {first[:200]}") from None
+            f"{kwargs['initialization_timeout']} s; {TIMEOUT_ENV} changes it): {first[:200]}"
+        ) from None
     return True
 
 
@@ -156,14 +170,17 @@ def resolve_devices(spec, batch_size: int) -> list:
     if n < 1:
         raise ParallelSetupError(f"training.devices: {n} (need at least 1)")
     if n > len(available):
-        raise ParallelSetupError(f"training.devices: {n} requested, but only {len(available)} {available[0].platform} "
-                                 f"device(s) are available")
+        raise ParallelSetupError(
+            f"training.devices: {n} requested, but only {len(available)} {available[0].platform} device(s) are available"
+        )
     if jax.process_count() > 1 and n != len(available):
-        raise ParallelSetupError(f"training.devices: {n}, but {jax.process_count()} processes need all "
-                                 f"{len(available)} devices (use 'all')")
+        raise ParallelSetupError(
+            f"training.devices: {n}, but {jax.process_count()} processes need all {len(available)} devices (use 'all')"
+        )
     if batch_size % n:
-        raise ParallelSetupError(f"data.batch_size: {batch_size} is not divisible by the {n} devices "
-                                 f"(training.devices); use a multiple of {n}")
+        raise ParallelSetupError(
+            f"data.batch_size: {batch_size} is not divisible by the {n} devices (training.devices); use a multiple of {n}"
+        )
     return available[:n]
 
 
@@ -229,7 +246,7 @@ class DataParallel:
         if self.trivial:
             return tree
         sh = self.replicated
-        return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sh, lambda idx, x=np.asarray(x): x[idx]), tree)
+        return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sh, functools.partial(_index, np.asarray(x))), tree)
 
     def local(self, tree):
         """A replicated tree as single-device arrays on this process (no copy): for evaluation,
@@ -247,8 +264,15 @@ class DataParallel:
         """The jitted ``(state, batch [D, ...], energy_weight) → (state, metrics)``; state donated."""
         if self.trivial:
             return make_train_step(potential_fn, weights, optimizer, ema_decay, warmup_steps)
-        step = make_train_step(jax.vmap(potential_fn, in_axes=(None, 0)), weights, optimizer, ema_decay, warmup_steps,
-                               terms_fn=global_terms(weights), jit=False)
+        step = make_train_step(
+            jax.vmap(potential_fn, in_axes=(None, 0)),
+            weights,
+            optimizer,
+            ema_decay,
+            warmup_steps,
+            terms_fn=global_terms(weights),
+            jit=False,
+        )
         rep = self.replicated
         return jax.jit(step, in_shardings=(rep, self.sharded, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
@@ -256,8 +280,9 @@ class DataParallel:
         """One per-device padded shape that fits any sub-batch of ``batch_size / D`` graphs."""
         return max_pad_size(graphs, batch_size // self.n)
 
-    def batches(self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0,
-                size: Optional[PadSize] = None) -> Iterable[jraph.GraphsTuple]:
+    def batches(
+        self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size: Optional[PadSize] = None
+    ) -> Iterable[jraph.GraphsTuple]:
         """Global batches as in :func:`scalarjax.graph.batch.batches` (same order for the same seed),
         each a ``GraphsTuple`` of ``[D, ...]`` arrays sharded over the mesh. A short last batch
         leaves the last devices with fewer (or only padding) graphs, which add nothing to the loss."""

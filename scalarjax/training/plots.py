@@ -29,8 +29,9 @@ def learning_curve(metrics_jsonl, out_png) -> bool:
     a.semilogy(epochs, [r["train_loss"] for r in rows])
     a.set_xlabel("epoch"), a.set_ylabel("train loss")
     for split, style in (("valid", "-"), ("test", "--")):
-        for i, (key, label) in enumerate((("energy_meV_per_atom", "E (meV/atom)"), ("forces_meV_per_A", "F (meV/Å)"),
-                                          ("stress_meV_per_A3", "S (meV/Å³)"))):
+        for i, (key, label) in enumerate(
+            (("energy_meV_per_atom", "E (meV/atom)"), ("forces_meV_per_A", "F (meV/Å)"), ("stress_meV_per_A3", "S (meV/Å³)"))
+        ):
             pts = [(r["epoch"], r[split][key]["mae"]) for r in rows if r.get(split, {}).get(key, {}).get("mae") is not None]
             if pts:
                 b.semilogy(*zip(*pts), style, color=f"C{i}", label=f"{split} {label}")

@@ -33,8 +33,7 @@ FINGERPRINT = "fingerprint.json"
 RUN_FILES = ("config.yaml", "statistics.json", FINGERPRINT, "metrics.jsonl", "final_metrics.json", "checkpoints", "best")
 # Model settings that may differ between training and loading (the parameters are cast).
 LOAD_MAY_DIFFER = ("dtype",)
-DATA_KEYS = ("valid_fraction", "split_seed", "max_train", "energy_key", "forces_key", "stress_key", "virial_key",
-             "config_type_weights")
+DATA_KEYS = ("valid_fraction", "split_seed", "max_train", "energy_key", "forces_key", "stress_key", "virial_key", "config_type_weights")
 
 
 def _sha256_file(path: Optional[str]) -> Optional[str]:
@@ -89,8 +88,10 @@ def read_fingerprint(run_dir) -> Optional[dict]:
 
 
 def how_to_start_fresh(run_dir) -> str:
-    return (f"to start fresh, choose a new output.run_dir (--set output.run_dir=runs/NEW) or delete {run_dir}; "
-            f"to fine-tune its parameters, use a new output.run_dir with --set training.init_from={run_dir}")
+    return (
+        f"to start fresh, choose a new output.run_dir (--set output.run_dir=runs/NEW) or delete {run_dir}; "
+        f"to fine-tune its parameters, use a new output.run_dir with --set training.init_from={run_dir}"
+    )
 
 
 def has_checkpoint(run_dir) -> bool:
@@ -138,12 +139,16 @@ def decide_resume(run_dir, fp: dict, data_section: Optional[dict] = None) -> boo
             return False
         changed = _legacy_changes(run_dir, fp, data_section)
         if changed == [] and has_checkpoint(run_dir):
-            warnings.warn(f"{run_dir}: a run without {FINGERPRINT} (older scalarjax); resuming it because its config.yaml has this "
-                          f"model and these data files and split settings (their contents cannot be checked)")
+            warnings.warn(
+                f"{run_dir}: a run without {FINGERPRINT} (older scalarjax); resuming it because its config.yaml has this "
+                f"model and these data files and split settings (their contents cannot be checked)"
+            )
             return True
         detail = f"changed: {'; '.join(changed)}" if changed else "no readable config.yaml or no checkpoint"
-        raise RunDirError(f"{run_dir} holds a run without {FINGERPRINT} ({detail}): cannot tell whether it used this model "
-                          f"and data; {how_to_start_fresh(run_dir)}")
+        raise RunDirError(
+            f"{run_dir} holds a run without {FINGERPRINT} ({detail}): cannot tell whether it used this model "
+            f"and data; {how_to_start_fresh(run_dir)}"
+        )
     changed = _changes(stored["model"], fp["model"], "model") + _changes(stored["data"], fp["data"], "data")
     if changed:
         raise RunDirError(f"{run_dir} holds a run of another model or data ({'; '.join(changed)}); {how_to_start_fresh(run_dir)}")
@@ -158,8 +163,10 @@ def check_model_matches(run_dir, model_cfg) -> None:
         return  # a run from before fingerprints: the shape check in load_params still applies
     changed = _changes(stored["model"], model_cfg.to_dict(), "model", ignore=LOAD_MAY_DIFFER)
     if changed:
-        raise RunDirError(f"{pathlib.Path(run_dir) / 'config.yaml'}: differs from the model the checkpoint was trained with "
-                          f"({'; '.join(changed)}); restore those values (they are in {FINGERPRINT}) or train a new run")
+        raise RunDirError(
+            f"{pathlib.Path(run_dir) / 'config.yaml'}: differs from the model the checkpoint was trained with "
+            f"({'; '.join(changed)}); restore those values (they are in {FINGERPRINT}) or train a new run"
+        )
 
 
 def truncate_metrics(path, last_epoch: int) -> None:
@@ -191,11 +198,10 @@ def write_fingerprint(run_dir, fp: dict) -> None:
 def save_params(path, params) -> None:
     """Replace the orbax parameter checkpoint at ``path`` so that a kill at any moment leaves one
     complete copy: write ``path.tmp`` (orbax), rename it to ``path.new``, swap it in."""
-    import orbax.checkpoint as ocp
-
     import os
 
     import jax
+    import orbax.checkpoint as ocp
 
     path = pathlib.Path(path).absolute()
     tmp, new = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".new")
@@ -254,8 +260,10 @@ def load_params(path, like):
         if tree is None or not jax.tree.leaves(stored, is_leaf=lambda x: isinstance(x, tuple)):
             raise ValueError("no readable array metadata")
     except Exception as err:  # orbax/tensorstore raise many types for damaged files
-        raise RunDirError(f"{path}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                          f"retrain, or restore the run directory from a copy") from None
+        raise RunDirError(
+            f"{path}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"retrain, or restore the run directory from a copy"
+        ) from None
     want = _shape_tree(like)
     if jax.tree.structure(stored) != jax.tree.structure(want) or stored != want:
         diff = _first_difference(stored, want)
@@ -263,8 +271,10 @@ def load_params(path, like):
     try:
         return ckpt.restore(path, like)
     except Exception as err:
-        raise RunDirError(f"{path}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                          f"retrain, or restore the run directory from a copy") from None
+        raise RunDirError(
+            f"{path}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"retrain, or restore the run directory from a copy"
+        ) from None
 
 
 def _first_difference(stored, want) -> str:
@@ -289,16 +299,29 @@ def restore_latest(manager, state_like):
     errors = []
     for step in steps:
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state_like), loop=ocp.args.JsonRestore()))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state_like), loop=ocp.args.JsonRestore())
+            )
         except Exception as err:
             errors.append(f"step {step}: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}")
             continue
         if errors:
             warnings.warn(f"{manager.directory}: skipped damaged checkpoint(s) ({'; '.join(errors)}); resuming from step {step}")
         return restored
-    raise RunDirError(f"{manager.directory}: no readable checkpoint ({'; '.join(errors) or 'none found'}); "
-                      f"{how_to_start_fresh(pathlib.Path(str(manager.directory)).parent)}")
+    raise RunDirError(
+        f"{manager.directory}: no readable checkpoint ({'; '.join(errors) or 'none found'}); "
+        f"{how_to_start_fresh(pathlib.Path(str(manager.directory)).parent)}"
+    )
 
 
-__all__ = ["fingerprint", "decide_resume", "check_model_matches", "truncate_metrics", "write_fingerprint",
-           "save_params", "load_params", "restore_latest", "check_inside"]
+__all__ = [
+    "fingerprint",
+    "decide_resume",
+    "check_model_matches",
+    "truncate_metrics",
+    "write_fingerprint",
+    "save_params",
+    "load_params",
+    "restore_latest",
+    "check_inside",
+]

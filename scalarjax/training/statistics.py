@@ -48,7 +48,8 @@ def compute_e0s(configs: Sequence[Configuration], atomic_numbers: Sequence[int])
                 f"E0s by least squares are not determined by this data: its element counts span {rank} composition(s) for "
                 f"{len(fit_cols)} element(s) (e.g. one molecule). Got {fitted}: energies of the training compositions are "
                 f"fine, but an isolated atom or another composition is off by up to hundreds of eV. Give isolated-atom "
-                f"energies (model.atomic_energies, or single-atom configurations in the data) for a transferable model.")
+                f"energies (model.atomic_energies, or single-atom configurations in the data) for a transferable model."
+            )
     return tuple(float(e0[z]) for z in zs)
 
 

@@ -38,16 +38,23 @@ from scalarjax.config import load_model_config
 from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.errors import InputError, UserError
 from scalarjax.fileio import atomic_path, recover_dir, write_json, write_text
-from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, max_pad_size
+from scalarjax.graph.batch import ElementTable, configuration_to_graph
 from scalarjax.potential import Potential, make_potential
 from scalarjax.progress import bar
-from scalarjax.training.config import RunConfig, to_dict, validate_run_config
 from scalarjax.training import finetune, parallel, plots
+from scalarjax.training.config import RunConfig, to_dict, validate_run_config
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
-from scalarjax.training.optim import init_state, make_optimizer, make_train_step, set_lr
-from scalarjax.training.run_dir import (decide_resume, fingerprint, load_params, restore_latest, save_params,  # noqa: F401
-                                        truncate_metrics, write_fingerprint)
+from scalarjax.training.optim import init_state, make_optimizer, set_lr
+from scalarjax.training.run_dir import (  # noqa: F401
+    decide_resume,
+    fingerprint,
+    load_params,
+    restore_latest,
+    save_params,
+    truncate_metrics,
+    write_fingerprint,
+)
 from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
 
 
@@ -66,8 +73,10 @@ def warn_duplicates(train, other, name: str) -> int:
     dups = [(c, seen[_frame_key(c)]) for c in other if _frame_key(c) in seen]
     if dups:
         (a, b), more = dups[0], len(dups) - 1
-        warnings.warn(f"{len(dups)} {name} configuration(s) also in the training set, e.g. {a.source} = {b.source}"
-                      f"{f' (and {more} more)' if more else ''}; their {name} errors are not a measure of generalisation")
+        warnings.warn(
+            f"{len(dups)} {name} configuration(s) also in the training set, e.g. {a.source} = {b.source}"
+            f"{f' (and {more} more)' if more else ''}; their {name} errors are not a measure of generalisation"
+        )
     return len(dups)
 
 
@@ -110,8 +119,14 @@ def model_with_statistics(cfg: RunConfig, train) -> tuple:
     avg = compute_avg_num_neighbors(graphs)
     scale, mean_residual = compute_scale_shift(train, zs, e0s)
     model = load_model_config(cfg.model, atomic_numbers=zs, atomic_energies=e0s, avg_num_neighbors=avg, scale=scale, shift=0.0)
-    stats = {"atomic_numbers": zs, "e0s": e0s, "avg_num_neighbors": avg, "scale": scale, "shift": 0.0,
-             "mean_per_atom_residual_eV": mean_residual}
+    stats = {
+        "atomic_numbers": zs,
+        "e0s": e0s,
+        "avg_num_neighbors": avg,
+        "scale": scale,
+        "shift": 0.0,
+        "mean_per_atom_residual_eV": mean_residual,
+    }
     return model, graphs, stats
 
 
@@ -134,7 +149,11 @@ def selection_weights(tc) -> LossWeights:
 def _score(metrics: dict, w: LossWeights) -> float:
     m = metrics["all"]
     s = 0.0
-    for key, weight, unit in (("energy_meV_per_atom", w.energy, 1e-3), ("forces_meV_per_A", w.forces, 1e-3), ("stress_meV_per_A3", w.stress, 1e-3)):
+    for key, weight, unit in (
+        ("energy_meV_per_atom", w.energy, 1e-3),
+        ("forces_meV_per_A", w.forces, 1e-3),
+        ("stress_meV_per_A3", w.stress, 1e-3),
+    ):
         if m[key]["rmse"] is not None:
             s += weight * (m[key]["rmse"] * unit) ** 2
     return s
@@ -195,7 +214,9 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
             if tc.select_over == "stage_two":
                 loop["best_score"] = None
         if tc.scheduler == "cosine":
-            loop["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * epoch / tc.max_epochs)) * (tc.stage_two_lr_factor if loop["stage_two"] else 1.0)
+            loop["lr"] = (
+                tc.lr * 0.5 * (1 + math.cos(math.pi * epoch / tc.max_epochs)) * (tc.stage_two_lr_factor if loop["stage_two"] else 1.0)
+            )
         state = set_lr(state, loop["lr"])
         t0 = time.perf_counter()
         ew = np.asarray(loop["energy_weight"], pot.dtype)
@@ -211,8 +232,10 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
         if skipped:
             warnings.warn(f"epoch {epoch + 1}: {skipped} step(s) with a non-finite loss or gradient were skipped")
         if skipped > tc.max_nan_steps or not finite:
-            raise TrainingDiverged(f"training diverged: {skipped} non-finite steps in epoch {epoch + 1}; "
-                                   f"the last good checkpoint is in {run_dir}/checkpoints (lower training.lr?)")
+            raise TrainingDiverged(
+                f"training diverged: {skipped} non-finite steps in epoch {epoch + 1}; "
+                f"the last good checkpoint is in {run_dir}/checkpoints (lower training.lr?)"
+            )
         loop["epoch"] = epoch + 1
         record = {"epoch": epoch + 1, "lr": loop["lr"], "train_loss": train_loss, "skipped": skipped, "seconds": None}
         if valid_graphs and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.max_epochs):
@@ -230,15 +253,20 @@ def train(cfg: RunConfig, progress: bool | None = None) -> pathlib.Path:
                     loop["bad_epochs"] = 0
         record["seconds"] = round(time.perf_counter() - t0, 2)
         if test_graphs and ((epoch + 1) % tc.test_every == 0 or epoch + 1 == tc.max_epochs):
-            record["test"] = error_metrics(test_set, predict(potential_fn, state.ema, test_graphs, cfg.data.valid_batch_size, compute_stress))["all"]
+            record["test"] = error_metrics(
+                test_set, predict(potential_fn, state.ema, test_graphs, cfg.data.valid_batch_size, compute_stress)
+            )["all"]
         record["compiles"] = pot.compile_count + step_fn._cache_size()
         log.write(json.dumps(record) + "\n")
         log.flush()
         manager.save(loop["epoch"], args=ocp.args.Composite(state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)))
         v = record.get("valid", {})
         fmt = lambda k: f"{v[k]['mae']:.2f}" if v.get(k, {}).get("mae") is not None else "-"
-        print(f"epoch {epoch + 1:4d}  lr {loop['lr']:.2e}  loss {train_loss:.4g}  valid MAE E {fmt('energy_meV_per_atom')} meV/atom  "
-              f"F {fmt('forces_meV_per_A')} meV/Å  S {fmt('stress_meV_per_A3')} meV/Å³  {record['seconds']:.1f} s", flush=True)
+        print(
+            f"epoch {epoch + 1:4d}  lr {loop['lr']:.2e}  loss {train_loss:.4g}  valid MAE E {fmt('energy_meV_per_atom')} meV/atom  "
+            f"F {fmt('forces_meV_per_A')} meV/Å  S {fmt('stress_meV_per_A3')} meV/Å³  {record['seconds']:.1f} s",
+            flush=True,
+        )
         if tc.time_limit_s and time.perf_counter() - t_start > tc.time_limit_s:
             print(f"time limit of {tc.time_limit_s} s reached")
             break
