@@ -83,22 +83,215 @@ def _output_dir(run_dir, out, name, overwrite, files):
     return chosen
 
 
-def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scalarjax")
-    sub = ap.add_subparsers(dest="command", required=True)
+def _x64_if(dtype) -> None:
+    """``--dtype float64``: the command line (an application, not the library) turns JAX's x64 on."""
+    if dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def _cmd_train(args) -> int:
+    from scalarjax.training.config import load_run_config
+    from scalarjax.training.parallel import ParallelSetupError
+    from scalarjax.training.trainer import train
+
+    try:
+        run_dir = train(load_run_config(args.config, args.set))
+    except ParallelSetupError as err:  # devices / processes: a user error, one line
+        print(f"scalarjax train: {err}", file=sys.stderr)
+        return 2
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from scalarjax.fileio import write_json
+    from scalarjax.training.evaluate import evaluate_run
+    from scalarjax.training.metrics import format_table
+
+    parity_png = args.out.rsplit(".", 1)[0] + "_parity.png" if args.out else None
+    metrics = evaluate_run(args.run_dir, args.data, args.batch_size, parity_png)
+    print(format_table(metrics))
+    if args.out:
+        write_json(args.out, metrics)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import pathlib
+
+    _x64_if(args.dtype)
+    from scalarjax.export import export_run
+
+    missing = [n for n in ("config.yaml", "best") if not (pathlib.Path(args.run_dir) / n).exists()]
+    if missing:
+        print(f"scalarjax: error: {args.run_dir}: not a finished run directory (no {' or '.join(missing)})", file=sys.stderr)
+        return 2
+    meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
+    print(
+        f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
+        f"jax {meta['jax']}) to {args.out}"
+    )
+    return 0
+
+
+def _cmd_flops(args) -> int:
+    from scalarjax.config import load_model_config
+    from scalarjax.flops import flops_report, format_report
+    from scalarjax.training.config import apply_overrides
+
+    # The run configuration's --set parser, with the model. section implied.
+    items = [item if item.strip().startswith("model.") or "=" not in item else "model." + item.strip() for item in args.set]
+    overrides = apply_overrides({}, items).get("model", {})
+    config = load_model_config(args.config, **overrides)
+    atoms = _read_structure(args.structure, 0) if args.structure else None
+    report = flops_report(config, atoms, args.structure)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def _cmd_import_mace(args) -> int:
+    from scalarjax.interop.mace_torch import import_mace
+    from scalarjax.interop.mace_torch_dump import Unsupported
+
+    try:
+        run_dir = import_mace(args.model_file, args.out, args.dtype)
+    except (Unsupported, FileExistsError) as e:
+        print(f"scalarjax: error: {e}", file=sys.stderr)
+        return 2
+    print(f"imported {args.model_file} into {run_dir} ({args.dtype}); load it with scalarjax.Calculator.from_run({str(run_dir)!r})")
+    return 0
+
+
+def _cmd_diagnose(args) -> int:
+    import pathlib
+
+    _x64_if(args.dtype)
+    from scalarjax.diagnostics.report import diagnose, summary_table
+    from scalarjax.training.config import resolve_data_path
+
+    report = diagnose(
+        args.run_dirs,
+        system=args.system,
+        which=[w for w in args.only.split(",") if w],
+        data=resolve_data_path(args.data, pathlib.Path.cwd()) if args.data else None,
+        out_dir=args.out,
+        labels=args.labels.split(",") if args.labels else None,
+        quick=args.quick,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
+    print(summary_table(report))
+    print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
+    return 0
+
+
+def _cmd_md(args) -> int:
+    from scalarjax.fileio import write_json
+    from scalarjax.simulation.md import check_md_settings
+
+    # settings first: a typo should not cost a model load
+    check_md_settings(args.steps, args.timestep, args.temperature, args.log_interval, args.traj_interval, args.friction)
+    _x64_if(args.dtype)
+    from scalarjax.calculator import Calculator
+    from scalarjax.simulation import run_md
+
+    atoms = _read_structure(args.structure, -1)
+    calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
+    out = _output_dir(args.run_dir, args.out, "md", args.overwrite, ("trajectory.xyz", "md.log", "summary.json"))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run_md(
+        atoms,
+        calc,
+        ensemble=args.ensemble,
+        temperature_K=args.temperature,
+        timestep_fs=args.timestep,
+        steps=args.steps,
+        pressure_GPa=args.pressure,
+        friction_per_fs=args.friction,
+        log_interval=args.log_interval,
+        traj_interval=args.traj_interval,
+        trajectory=out / "trajectory.xyz",
+        log=out / "md.log",
+        seed=args.seed,
+    )
+    summary.pop("rows")
+    write_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=1))
+    print(f"trajectory, log and summary in {out}")
+    return 0
+
+
+def _relaxed_path(args):
+    """``--out`` (refused if it exists, unless ``--overwrite``), or RUN_DIR/relaxed.xyz numbered
+    relaxed-2.xyz, ... if taken; never outside the run directory."""
+    import os
+    import pathlib
+
+    from scalarjax.errors import InputError
+    from scalarjax.fileio import check_inside, fresh_name
+
+    if args.out:
+        out = pathlib.Path(args.out)
+        if os.path.lexists(out) and not args.overwrite:
+            raise InputError(f"{out} exists; choose another --out or pass --overwrite")
+        return out
+    default = pathlib.Path(args.run_dir) / "relaxed.xyz"
+    out = default if args.overwrite else fresh_name(default)
+    check_inside(args.run_dir, out.parent, "relaxed structure")
+    if out != default:
+        print(f"{default} exists; writing to {out}")
+    return out
+
+
+def _cmd_relax(args) -> int:
+    import ase.io
+
+    from scalarjax.errors import InputError
+    from scalarjax.fileio import atomic_path
+
+    if not (args.fmax > 0 and args.steps >= 1):
+        raise InputError(f"relax --fmax {args.fmax} --steps {args.steps}: need a positive force and at least one step")
+    _x64_if(args.dtype)
+    from scalarjax.calculator import Calculator
+    from scalarjax.simulation import relax
+
+    atoms = _read_structure(args.structure, -1)
+    calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
+    out = _relaxed_path(args)  # before the relaxation: a taken --out should not cost one
+    summary = relax(atoms, calc, fmax=args.fmax, steps=args.steps, cell=args.cell, pressure_GPa=args.pressure, optimizer=args.optimizer)
+    with atomic_path(out) as tmp:  # replaces a symlink, never writes through it
+        ase.io.write(tmp, atoms, format="extxyz")
+    print(json.dumps(summary, indent=1))
+    print(f"relaxed structure in {out}")
+    return 0 if summary["converged"] else 1
+
+
+def _add_dtype(p) -> None:
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+
+
+def _parser_train_evaluate_flops(sub) -> None:
     t = sub.add_parser("train", help="train a model from a YAML run configuration")
     t.add_argument("config")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    t.set_defaults(handler=_cmd_train)
     e = sub.add_parser("evaluate", help="errors of a trained run on a data file")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True)
     e.add_argument("--out")
     e.add_argument("--batch-size", type=int, default=8)
+    e.set_defaults(handler=_cmd_evaluate)
     f = sub.add_parser("flops", help="inference FLOPs and parameters of base / +PAN / +PGS / +PAN+PGS")
     f.add_argument("config", help="model YAML (settings at top level or under model:)")
     f.add_argument("--structure", help="any file ase.io reads (first frame); default: a ~64-atom bulk cell")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model overrides (as Calculator.from_config)")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model overrides (model. prefix optional)")
+    f.set_defaults(handler=_cmd_flops)
+
+
+def _parser_md_relax(sub) -> None:
     m = sub.add_parser("md", help="molecular dynamics with a trained model (ASE integrators)")
     m.add_argument("run_dir")
     m.add_argument("--structure", required=True, help="any file ase.io reads (last frame)")
@@ -111,9 +304,10 @@ def _main(argv=None) -> int:
     m.add_argument("--log-interval", type=int, default=10)
     m.add_argument("--traj-interval", type=int, default=100)
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+    _add_dtype(m)
     m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md, numbered md-2, ... if taken)")
     m.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in the output directory")
+    m.set_defaults(handler=_cmd_md)
     r = sub.add_parser("relax", help="relax positions (and the cell with --cell) with a trained model")
     r.add_argument("run_dir")
     r.add_argument("--structure", required=True)
@@ -122,11 +316,13 @@ def _main(argv=None) -> int:
     r.add_argument("--fmax", type=float, default=0.01, help="eV/Å")
     r.add_argument("--steps", type=int, default=500)
     r.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS"), default="FIRE")
-    r.add_argument("--dtype", choices=("float32", "float64"), default=None)
-    r.add_argument(
-        "--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz, numbered relaxed-2.xyz, ... if taken)"
-    )
+    _add_dtype(r)
+    r.add_argument("--out", default=None, help="relaxed structure (extxyz; default RUN_DIR/relaxed.xyz, numbered relaxed-2.xyz, ...)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.set_defaults(handler=_cmd_relax)
+
+
+def _parser_diagnose_import_export(sub) -> None:
     d = sub.add_parser("diagnose", help="short-range repulsion, phonons, NVE drift, liquid g(r); several runs are overlaid")
     d.add_argument("run_dirs", nargs="+")
     d.add_argument("--system", default="auto", help="si | ag | li | auto (from the run's elements)")
@@ -135,186 +331,36 @@ def _main(argv=None) -> int:
     d.add_argument("--labels", help="comma-separated names of the runs in tables and plots")
     d.add_argument("--out", help="output directory (default FIRST_RUN/diagnostics)")
     d.add_argument("--quick", action="store_true", help="tiny MD budgets (smoke test)")
-    d.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    _add_dtype(d)
     d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(handler=_cmd_diagnose)
     im = sub.add_parser("import-mace", help="convert a mace-torch model (or its dump) into a scalarjax run directory")
     im.add_argument("model_file", help="mace-torch .model file (needs torch + mace-torch) or DUMP.npz from mace_torch_dump")
     im.add_argument("-o", "--out", required=True, help="new run directory")
-    im.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default="float32",
-        help="parameter precision of the run (converted in float64 either way)",
-    )
+    help_dtype = "parameter precision of the run (converted in float64 either way)"
+    im.add_argument("--dtype", choices=("float32", "float64"), default="float32", help=help_dtype)
+    im.set_defaults(handler=_cmd_import_mace)
     x = sub.add_parser("export", help="serialise a trained run's E/F/S function with jax.export (runs without Flax or the model code)")
     x.add_argument("run_dir")
     x.add_argument("-o", "--out", required=True, help="output file, e.g. model.jaxexport")
-    x.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the run's")
+    _add_dtype(x)
     x.add_argument("--platforms", default="cpu,cuda", help="comma-separated jax.export platforms (default cpu,cuda)")
-    args = ap.parse_args(argv)
+    x.set_defaults(handler=_cmd_export)
 
-    if args.command == "train":
-        from scalarjax.training.config import load_run_config
-        from scalarjax.training.parallel import ParallelSetupError
-        from scalarjax.training.trainer import train
 
-        try:
-            run_dir = train(load_run_config(args.config, args.set))
-        except ParallelSetupError as err:  # devices / processes: a user error, one line
-            print(f"scalarjax train: {err}", file=sys.stderr)
-            return 2
-        print(f"run written to {run_dir}")
-    elif args.command == "evaluate":
-        from scalarjax.training.evaluate import evaluate_run
-        from scalarjax.training.metrics import format_table
+def parser() -> argparse.ArgumentParser:
+    """The ``scalarjax`` argument parser: one sub-command per job, each with its ``handler``."""
+    ap = argparse.ArgumentParser(prog="scalarjax")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _parser_train_evaluate_flops(sub)
+    _parser_md_relax(sub)
+    _parser_diagnose_import_export(sub)
+    return ap
 
-        parity_png = args.out.rsplit(".", 1)[0] + "_parity.png" if args.out else None
-        metrics = evaluate_run(args.run_dir, args.data, args.batch_size, parity_png)
-        print(format_table(metrics))
-        if args.out:
-            from scalarjax.fileio import write_json
 
-            write_json(args.out, metrics)
-    elif args.command == "export":
-        import pathlib
-
-        if args.dtype == "float64":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        from scalarjax.export import export_run
-
-        missing = [n for n in ("config.yaml", "best") if not (pathlib.Path(args.run_dir) / n).exists()]
-        if missing:
-            print(f"scalarjax: error: {args.run_dir}: not a finished run directory (no {' or '.join(missing)})", file=sys.stderr)
-            return 2
-        meta = export_run(args.run_dir, args.out, args.dtype, [p for p in args.platforms.split(",") if p])
-        print(
-            f"exported {args.run_dir} ({meta['dtype']}, species {meta['atomic_numbers']}, platforms {meta['platforms']}, "
-            f"jax {meta['jax']}) to {args.out}"
-        )
-    elif args.command == "flops":
-        import yaml
-
-        from scalarjax.config import load_model_config
-        from scalarjax.flops import flops_report, format_report
-
-        overrides = {}
-        for item in args.set:
-            if "=" not in item:
-                from scalarjax.errors import InputError
-
-                raise InputError(f"--set {item!r}: expected KEY=VALUE")
-            key, value = item.split("=", 1)
-            overrides[key.strip().removeprefix("model.")] = yaml.safe_load(value)
-        config = load_model_config(args.config, **overrides)
-        atoms = None
-        if args.structure:
-            atoms = _read_structure(args.structure, 0)
-        report = flops_report(config, atoms, args.structure)
-        print(json.dumps(report, indent=1) if args.json else format_report(report))
-    elif args.command == "import-mace":
-        from scalarjax.interop.mace_torch import import_mace
-        from scalarjax.interop.mace_torch_dump import Unsupported
-
-        try:
-            run_dir = import_mace(args.model_file, args.out, args.dtype)
-        except (Unsupported, FileExistsError) as e:
-            print(f"scalarjax: error: {e}", file=sys.stderr)
-            return 2
-        print(f"imported {args.model_file} into {run_dir} ({args.dtype}); load it with scalarjax.Calculator.from_run({str(run_dir)!r})")
-    elif args.command == "diagnose":
-        if args.dtype == "float64":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        import pathlib
-
-        from scalarjax.diagnostics.report import diagnose, summary_table
-        from scalarjax.training.config import resolve_data_path
-
-        report = diagnose(
-            args.run_dirs,
-            args.system,
-            [w for w in args.only.split(",") if w],
-            resolve_data_path(args.data, pathlib.Path.cwd()) if args.data else None,
-            args.out,
-            args.labels.split(",") if args.labels else None,
-            args.quick,
-            args.dtype,
-            args.seed,
-        )
-        print(summary_table(report))
-        print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
-    elif args.command in ("md", "relax"):
-        import os
-        import pathlib
-
-        import ase.io
-
-        from scalarjax.errors import InputError
-        from scalarjax.fileio import atomic_path, check_inside, fresh_name, write_json
-
-        if args.command == "md":  # settings first: a typo should not cost a model load
-            from scalarjax.simulation.md import check_md_settings
-
-            check_md_settings(args.steps, args.timestep, args.temperature, args.log_interval, args.traj_interval, args.friction)
-        elif not (args.fmax > 0 and args.steps >= 1):
-            raise InputError(f"relax --fmax {args.fmax} --steps {args.steps}: need a positive force and at least one step")
-        if args.dtype == "float64":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        from scalarjax.calculator import Calculator
-
-        atoms = _read_structure(args.structure, -1)
-        calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
-        if args.command == "md":
-            from scalarjax.simulation import run_md
-
-            files = ("trajectory.xyz", "md.log", "summary.json")
-            out = _output_dir(args.run_dir, args.out, "md", args.overwrite, files)
-            out.mkdir(parents=True, exist_ok=True)
-            summary = run_md(
-                atoms,
-                calc,
-                args.ensemble,
-                args.temperature,
-                args.timestep,
-                args.steps,
-                args.pressure,
-                args.friction,
-                args.log_interval,
-                args.traj_interval,
-                out / "trajectory.xyz",
-                out / "md.log",
-                args.seed,
-            )
-            summary.pop("rows")
-            write_json(out / "summary.json", summary)
-            print(json.dumps(summary, indent=1))
-            print(f"trajectory, log and summary in {out}")
-        else:
-            from scalarjax.simulation import relax
-
-            summary = relax(atoms, calc, args.fmax, args.steps, args.cell, args.pressure, args.optimizer)
-            if args.out:
-                out = pathlib.Path(args.out)
-                if os.path.lexists(out) and not args.overwrite:
-                    raise InputError(f"{out} exists; choose another --out or pass --overwrite")
-            else:
-                default = pathlib.Path(args.run_dir) / "relaxed.xyz"
-                out = default if args.overwrite else fresh_name(default)
-                check_inside(args.run_dir, out.parent, "relaxed structure")
-                if out != default:
-                    print(f"{default} exists; writing to {out}")
-            with atomic_path(out) as tmp:  # replaces a symlink, never writes through it
-                ase.io.write(tmp, atoms, format="extxyz")
-            print(json.dumps(summary, indent=1))
-            print(f"relaxed structure in {out}")
-            if not summary["converged"]:
-                return 1
-    return 0
+def _main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return args.handler(args)
 
 
 if __name__ == "__main__":
