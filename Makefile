@@ -12,11 +12,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# The demo needs only the core dependencies (ASE brings matplotlib for the plots); the tests add theirs.
+CORE := $(VENV)/.installed-core
+
+$(CORE): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $(CORE)
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[test]"
-	touch $(STAMP)
+	touch $(STAMP) $(CORE)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(PY) -m scalarjax.demo
 
 test: $(STAMP)

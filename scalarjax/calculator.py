@@ -19,7 +19,7 @@ from ase.data import atomic_numbers as ASE_NUMBERS
 from scalarjax.config import ModelConfig, load_model_config
 from scalarjax.data.configuration import Configuration, full_to_voigt
 from scalarjax.errors import InputError
-from scalarjax.graph.batch import PadSize, batch_graphs, bucket_size, configuration_to_graph
+from scalarjax.graph.batch import PadSize, batch_graphs, bucket_size
 from scalarjax.potential import Potential
 
 HEADROOM = 1.25  # capacity over the current size when (re)allocating
@@ -73,7 +73,7 @@ class Calculator(ASECalculator):
     def from_run(cls, run_dir, dtype: Optional[str] = None, **kwargs) -> Calculator:
         """A trained run: best EMA parameters, its statistics (E0s, scale, avg_num_neighbors) and dtype
         (``dtype="float64"`` evaluates a float32 run in double precision; needs JAX's x64 mode)."""
-        from scalarjax.training.evaluate import load_run
+        from scalarjax.run import load_run
 
         return cls(load_run(run_dir, dtype), **kwargs)
 
@@ -105,7 +105,7 @@ class Calculator(ASECalculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         config = Configuration.from_atoms(self.atoms, source="atoms")
-        graph = configuration_to_graph(config, self.potential.elements, self.config.r_max)
+        graph = self.potential.graph(config)
         size = self._pad_size(int(graph.n_node[0]), int(graph.n_edge[0]), config)
         periodic = bool(np.any(self.atoms.pbc))
         if periodic and config.volume < 1e-9:

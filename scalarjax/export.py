@@ -163,7 +163,7 @@ def load_export(path) -> tuple[Callable, dict]:
 
 def export_run(run_dir, out, dtype: str | None = None, platforms: Sequence[str] = ("cpu", "cuda")) -> dict:
     """``scalarjax export RUN_DIR -o OUT``: the run's best EMA parameters, statistics and dtype."""
-    from scalarjax.training.evaluate import load_run
+    from scalarjax.run import load_run
 
     return export_potential(load_run(run_dir, dtype), out, platforms)
 
@@ -176,7 +176,7 @@ class ExportedPotential:
     def __init__(self, path):
         import types
 
-        from scalarjax.graph.batch import ElementTable
+        from scalarjax.elements import ElementTable
 
         call, meta = load_export(path)
         self.path = str(path)

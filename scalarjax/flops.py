@@ -54,11 +54,11 @@ def cost(config, atoms, seed: int = 0) -> dict:
     """XLA cost of the jitted E+F(+S) of ``config`` on ``atoms``: flops, transcendentals, params."""
 
     from scalarjax.data.configuration import Configuration
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph, pad_size_for
+    from scalarjax.graph.batch import batch_graphs, pad_size_for
     from scalarjax.potential import Potential
 
     pot = Potential(config, seed=seed)
-    graph = configuration_to_graph(Configuration.from_atoms(atoms), pot.elements, config.r_max)
+    graph = pot.graph(Configuration.from_atoms(atoms))
     batch = batch_graphs([graph], pad_size_for([graph]))
     fn = pot.function(compute_stress=bool(any(atoms.pbc)))
     analysis = fn.lower(pot.params, batch).compile().cost_analysis()

@@ -87,7 +87,7 @@ class Potential:
     """
 
     def __init__(self, config, params=None, seed: int = 0):
-        from scalarjax.graph.batch import ElementTable
+        from scalarjax.elements import ElementTable
         from scalarjax.model import build_model, init_params
 
         self.config = config
@@ -102,6 +102,17 @@ class Potential:
             fn = make_potential(self.model.apply, self.config.r_max, self.dtype, compute_stress)
             self._fns[compute_stress] = jax.jit(fn)
         return self._fns[compute_stress]
+
+    def graph(self, config) -> jraph.GraphsTuple:
+        """One :class:`~scalarjax.data.configuration.Configuration` → its unpadded graph: this model's
+        species table and cutoff ``r_max`` (Å), edges to every image within it (matscipy)."""
+        from scalarjax.graph.batch import configuration_to_graph
+
+        return configuration_to_graph(config, self.elements, self.config.r_max)
+
+    def graphs(self, configs) -> list:
+        """:meth:`graph` of each configuration (pad and batch them with ``scalarjax.graph.batch``)."""
+        return [self.graph(c) for c in configs]
 
     def __call__(self, graph: jraph.GraphsTuple, compute_stress: bool = True) -> dict:
         return self.function(compute_stress)(self.params, graph)

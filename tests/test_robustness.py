@@ -34,8 +34,8 @@ def _run_dir(path: pathlib.Path, model_cfg=TINY32, with_fingerprint=True):
     """A run directory as the trainer writes it (config.yaml, fingerprint.json, best/), without training."""
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
+    from scalarjax.run import fingerprint, save_params, write_fingerprint
     from scalarjax.training.config import RunConfig, to_dict
-    from scalarjax.training.run_dir import fingerprint, save_params, write_fingerprint
 
     pot = Potential(load_model_config(model_cfg), seed=0)
     cfg = RunConfig(model=pot.config)
@@ -266,7 +266,7 @@ def test_run_dir_reuse_resumes_or_refuses_before_writing(tmp_path):
     # config.yaml has the same model, data files and split settings (with a warning)
     import dataclasses
 
-    from scalarjax.training.run_dir import decide_resume, fingerprint
+    from scalarjax.run import decide_resume, fingerprint
 
     (run / "fingerprint.json").rename(run / "fp.bak")
     with pytest.raises(RunDirError, match=r"without fingerprint\.json \(changed: .*model\.r_max"):
@@ -304,7 +304,7 @@ WRITER = textwrap.dedent("""
     import pathlib, sys
     import numpy as np, yaml
     from scalarjax.fileio import write_text
-    from scalarjax.training.run_dir import save_params
+    from scalarjax.run import save_params
     from scalarjax.training.trainer import _checkpoint_manager
     import orbax.checkpoint as ocp
 
@@ -326,7 +326,7 @@ WRITER = textwrap.dedent("""
 def test_sigkill_of_the_checkpoint_writer_never_loses_the_run(tmp_path):
     import orbax.checkpoint as ocp
 
-    from scalarjax.training.run_dir import load_params, restore_latest
+    from scalarjax.run import load_params, restore_latest
     from scalarjax.training.trainer import _checkpoint_manager
 
     script = tmp_path / "writer.py"

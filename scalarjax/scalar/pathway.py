@@ -103,7 +103,7 @@ def register_transform(cls: type) -> type:
 
 def transform_from_dict(data, path: str) -> ScalarTransform:
     """``{kind: pan, ...}`` → the registered dataclass (unknown kinds/keys and wrong types name ``path``)."""
-    from scalarjax.config import from_dict
+    from scalarjax.configtools import from_dict
 
     if isinstance(data, ScalarTransform):
         return data

@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 import yaml
 
-from scalarjax.config import ModelConfig, _coerce, from_dict, read_yaml
+from scalarjax.config import ModelConfig
+from scalarjax.configtools import _coerce, from_dict, read_yaml
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 
 

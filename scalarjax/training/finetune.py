@@ -55,7 +55,8 @@ def model_with_statistics(cfg, train) -> tuple:
     """As :func:`scalarjax.training.trainer.model_with_statistics`, but the model and its statistics are
     those of ``training.init_from`` (+ this config's scalar transforms and dtype)."""
     from scalarjax.config import ModelConfig, load_model_config
-    from scalarjax.graph.batch import ElementTable, configuration_to_graph
+    from scalarjax.elements import ElementTable
+    from scalarjax.graph.batch import configuration_to_graph
 
     tc = cfg.training
     if tc.trainable not in TRAINABLE:
@@ -96,7 +97,7 @@ def initial_params(params, tc):
         if tc.trainable != "all":
             raise InputError("training.trainable: 'new' needs training.init_from (there is nothing old to freeze)")
         return params, None
-    from scalarjax.training.evaluate import load_run
+    from scalarjax.run import load_run
 
     base = {_key(p): v for p, v in jax.tree_util.tree_flatten_with_path(load_run(tc.init_from).params)[0]}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)

@@ -1,4 +1,7 @@
-"""A run directory's identity (fingerprint), the resume decision, and crash-safe checkpoints.
+"""The run directory: loading a run, its identity (fingerprint), the resume decision, crash-safe checkpoints.
+
+One module owns the format for the trainer, ``evaluate``, the calculator, ``export`` and fine-tuning
+(the layout is listed in :mod:`scalarjax.training.trainer`).
 
 Resume policy (decided *before* anything in the directory is written):
 
@@ -325,3 +328,36 @@ __all__ = [
     "restore_latest",
     "check_inside",
 ]
+
+
+def load_run(run_dir, dtype=None):
+    """A run's model with its best (EMA) parameters and statistics: a :class:`~scalarjax.potential.Potential`.
+
+    ``dtype``: evaluate in another precision than the run was trained in (e.g. ``"float64"`` for
+    energy-conservation work; needs JAX's x64 mode); the parameters are cast. Only the ``model``
+    section of config.yaml is read; it must match the checkpoint's shapes (a hand-edited file is refused).
+    """
+    import jax
+    import yaml
+
+    from scalarjax.config import load_model_config
+    from scalarjax.model import abstract_params, build_model
+    from scalarjax.potential import Potential
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
+    try:
+        with open(run_dir / "config.yaml") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise RunDirError(f"{run_dir / 'config.yaml'}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{run_dir / 'config.yaml'}: expected a mapping of sections, got {type(raw).__name__}")
+    saved = load_model_config(raw.get("model") or {})
+    check_model_matches(run_dir, saved)  # a hand-edited config.yaml must match the checkpoint
+    model = saved if dtype is None or dtype == saved.dtype else load_model_config(saved, dtype=dtype)
+    # Restore onto the parameters' abstract shapes and dtype (orbax casts): no init compilation
+    # (tens of seconds for MACE), and a float64 run loads as float32 without JAX's x64 mode.
+    params = load_params(run_dir / "best", abstract_params(build_model(model)))
+    return Potential(model, params=jax.tree_util.tree_map(jax.numpy.asarray, params))
