@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scalarjax.graph.batch import ConfigurationsToGraphs
+
 FORMAT = "scalarjax-jaxexport/1"
 UNITS = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign: positive under tension)", "length": "Å"}
 INPUTS = ("positions", "species", "senders", "receivers", "shifts", "cell", "pbc", "n_node", "n_edge")
@@ -168,7 +170,7 @@ def export_run(run_dir, out, dtype: str | None = None, platforms: Sequence[str] 
     return export_potential(load_run(run_dir, dtype), out, platforms)
 
 
-class ExportedPotential:
+class ExportedPotential(ConfigurationsToGraphs):
     """An export file behind the interface the ASE calculator uses (``elements``, ``config.r_max``,
     ``dtype``, ``potential(graph, compute_stress) → {"energy", "forces", ["stress"]}``), built from
     JAX and numpy only: no Flax, no model code."""

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from scalarjax.graph.batch import ConfigurationsToGraphs
+
 
 def edge_vectors(positions, cell, shifts, senders, receivers, edge_graph):
     """``r_e = x_r − x_s + S_e · L_g`` : ``[E, 3]`` Å."""
@@ -79,7 +81,7 @@ def make_potential(apply_fn: Callable, r_max: float, dtype, compute_stress: bool
     return potential
 
 
-class Potential:
+class Potential(ConfigurationsToGraphs):
     """A model, its parameters and the jitted ``(params, padded graph) → E, F, σ`` function.
 
     ``compile_count`` is the number of distinct input shapes compiled so far (the recompilation
@@ -102,17 +104,6 @@ class Potential:
             fn = make_potential(self.model.apply, self.config.r_max, self.dtype, compute_stress)
             self._fns[compute_stress] = jax.jit(fn)
         return self._fns[compute_stress]
-
-    def graph(self, config) -> jraph.GraphsTuple:
-        """One :class:`~scalarjax.data.configuration.Configuration` → its unpadded graph: this model's
-        species table and cutoff ``r_max`` (Å), edges to every image within it (matscipy)."""
-        from scalarjax.graph.batch import configuration_to_graph
-
-        return configuration_to_graph(config, self.elements, self.config.r_max)
-
-    def graphs(self, configs) -> list:
-        """:meth:`graph` of each configuration (pad and batch them with ``scalarjax.graph.batch``)."""
-        return [self.graph(c) for c in configs]
 
     def __call__(self, graph: jraph.GraphsTuple, compute_stress: bool = True) -> dict:
         return self.function(compute_stress)(self.params, graph)

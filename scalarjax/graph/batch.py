@@ -160,3 +160,17 @@ def batches(
     for start in range(0, len(order), batch_size):
         chunk = [graphs[i] for i in order[start : start + batch_size]]
         yield batch_graphs(chunk, size or pad_size_for(chunk, batch_size))
+
+
+class ConfigurationsToGraphs:
+    """Mixin of everything that evaluates a model (``Potential``, ``ExportedPotential``): with its
+    ``elements`` (:class:`~scalarjax.elements.ElementTable`) and ``config.r_max`` (Å) it turns
+    configurations into graphs, so callers never thread the species table and cutoff by hand."""
+
+    def graph(self, config: Configuration) -> jraph.GraphsTuple:
+        """One configuration → its unpadded graph (edges to every image within ``r_max``, matscipy)."""
+        return configuration_to_graph(config, self.elements, self.config.r_max)
+
+    def graphs(self, configs: Iterable[Configuration]) -> list:
+        """:meth:`graph` of each configuration (pad and batch them with :func:`batch_graphs`)."""
+        return [self.graph(c) for c in configs]
