@@ -146,15 +146,18 @@ def test_linears_are_equivariant_and_species_linear_selects_the_species(reflect)
         np.testing.assert_allclose(y["1o"][n], x["1o"][n] @ W[species[n]] / np.sqrt(C), atol=1e-12)
 
 
-def test_many_species_gather_equals_selecting_among_all_species(monkeypatch):
-    """Above GATHER_ABOVE_SPECIES species the node's own weights are gathered; the result equals the
-    select-among-all-species path for the same parameters (padding nodes, with an all-zero one-hot
-    row, stay exactly zero), so foundation-model imports (89 species) are exact and fast."""
+@pytest.mark.parametrize("N", [7, 14])
+def test_many_species_gather_equals_selecting_among_all_species(monkeypatch, N):
+    """Above GATHER_ABOVE_SPECIES species the node's own weights are gathered (the symmetric
+    contraction: per-node basis contraction when there are fewer atoms than species, N=7, else the
+    folded basis gathered per node, N=14); the result equals the select-among-all-species path for
+    the same parameters (padding nodes, with an all-zero one-hot row, stay exactly zero), so
+    foundation-model imports (89 species) are exact and fast."""
     import scalarjax.nn.linear as linear_mod
     import scalarjax.nn.symmetric_contraction as sc_mod
 
     rng = np.random.default_rng(8)
-    N, C, S = 7, 3, 12
+    C, S = 3, 12
     species = jnp.asarray(rng.integers(0, S, N))
     onehot = jax.nn.one_hot(species, S, dtype=jnp.float64).at[-1].set(0.0)  # last node: padding
     x = _features(rng, N, C, ("0e", "1o", "2e"))

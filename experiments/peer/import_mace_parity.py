@@ -257,7 +257,7 @@ def scalarjax_side(args):
     if args.time:
         result["timing_note"] = (
             "steady-state median ms per ASE calculate() (E+F, +S for periodic), float32, mp0_medium, "
-            "both in this run on the shared 2-core machine (other jobs running): indicative only"
+            "both measured in this run, mace-torch first (torch threads = OMP_NUM_THREADS, default 2), on this machine"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:

@@ -150,7 +150,7 @@ class SymmetricContraction(nn.Module):
         C = A.shape[-1]
         monos = symmetric_monomials(plan, A)  # [N, K, C]
 
-        W, dims = [], []
+        ws = {}
         for L in self.irreps_out:
             P = plan.num_paths[L]
 
@@ -158,8 +158,12 @@ class SymmetricContraction(nn.Module):
                 scale = np.concatenate([np.full(p, 1.0 / max(p, 1)) for p in P])
                 return jax.random.normal(key, shape, self.dtype) * jnp.asarray(scale, self.dtype)[None, :, None]
 
-            w = self.param(f"w_{L}", init, (self.num_species, sum(P), C))
-            W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), w))
+            ws[L] = self.param(f"w_{L}", init, (self.num_species, sum(P), C))
+        if self.num_species > GATHER_ABOVE_SPECIES and A.shape[0] < self.num_species:
+            return self._per_node_paths(plan, monos, ws, onehot)
+        W, dims = [], []
+        for L in self.irreps_out:
+            W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), ws[L]))
             dims.append(plan.U[L].shape[2])
         W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
         # Contract each degree's monomials separately (no concatenated [N, K, C] copy).
@@ -190,4 +194,24 @@ class SymmetricContraction(nn.Module):
         for L, d in zip(self.irreps_out, dims):
             out[L] = B[:, start : start + d]
             start += d
+        return out
+
+    def _per_node_paths(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
+        """Many species and fewer atoms than species (a molecule with an 89-element model): folding
+        every species' weights into the basis (``S·K·P·M·C`` per call) would cost more than the atoms
+        themselves. Instead the monomials are contracted with the basis per node and degree,
+        ``t[n, p, M, c] = Σ_k mono[n, k, c] U[k, p, M]`` (``N·K·P·M·C``), then with the node's own
+        weights ``B[n, M, c] = Σ_p t[n, p, M, c] w[s_n, p, c]``. The same polynomial as the folded path."""
+        species, real = species_index(onehot), jnp.sum(onehot, axis=1)[:, None, None]
+        bounds = np.cumsum([0] + [m.shape[1] for m in monos])
+        out = {}
+        for L in self.irreps_out:
+            U, w_n = plan.U[L], ws[L][species]  # [K, P, M], [N, P, C]
+            paths = np.cumsum([0, *plan.num_paths[L]])
+            B = 0.0
+            for nu, mono in enumerate(monos):  # degree ν uses its own rows of U and its own paths
+                U_nu = jnp.asarray(U[bounds[nu] : bounds[nu + 1], paths[nu] : paths[nu + 1]], self.dtype)
+                t = jnp.einsum("nkc,kpm->npmc", mono, U_nu)
+                B = B + jnp.einsum("npmc,npc->nmc", t, w_n[:, paths[nu] : paths[nu + 1]])
+            out[L] = B * real  # padding nodes (no species) stay zero
         return out
