@@ -7,11 +7,14 @@
 # embedding; mace-torch 0.3's has one: --set model.residual_first=true matches it).
 # Needs the peer venv of experiments/peer/README.md. Run on an otherwise idle machine (~75 min).
 #   bash experiments/compare_training_mace_torch.sh [EPOCHS]
+# SIDES=mace trains only mace-torch's model (experiments/finetune_mace_torch_si.sh imports it);
+# WORK=DIR puts the runs somewhere other than runs/compare_si.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-40}
-PEER=${PEER_PYTHON:-/work/peer/venv/bin/python}
-W=runs/compare_si
+PEER=${PEER_PYTHON:-../peer/venv/bin/python}
+W=${WORK:-runs/compare_si}
+SIDES=${SIDES:-scalarjax mace}
 R=experiments/results
 mkdir -p $W
 START=$(python3 -c "print(int(0.8 * $EPOCHS))")
@@ -19,11 +22,11 @@ START=$(python3 -c "print(int(0.8 * $EPOCHS))")
 [ -f $W/split/test.xyz ] || .venv/bin/python experiments/peer/training_split.py write experiments/configs/mlearn_si.yaml $W/split
 
 # Each side is skipped when its finished run is already there (rerun after an interruption).
-[ -f $W/scalarjax/final_metrics.json ] || \
+[[ " $SIDES " != *" scalarjax "* ]] || [ -f $W/scalarjax/final_metrics.json ] || \
 /usr/bin/time -v -o $W/scalarjax_time.txt .venv/bin/scalarjax train experiments/configs/mlearn_si.yaml \
   --set training.max_epochs=$EPOCHS --set output.run_dir=$W/scalarjax 2>&1 | tee $W/scalarjax.log
 
-[ -f $W/mace/mace_si.model ] || \
+[[ " $SIDES " != *" mace "* ]] || [ -f $W/mace/mace_si.model ] || \
 /usr/bin/time -v -o $W/mace_time.txt $PEER experiments/peer/mace_cli.py run_train \
   --name mace_si --work_dir $W/mace --seed 0 --device cpu --default_dtype float32 \
   --train_file $W/split/train.xyz --valid_file $W/split/valid.xyz --test_file $W/split/test.xyz \
@@ -38,6 +41,7 @@ START=$(python3 -c "print(int(0.8 * $EPOCHS))")
   --swa_energy_weight 1000 --swa_forces_weight 100 --swa_stress_weight 100 \
   --error_table PerAtomMAEstressvirials 2>&1 | tee $W/mace.log
 
+[[ " $SIDES " == *" scalarjax "* && " $SIDES " == *" mace "* ]] || exit 0
 MODEL=$W/mace/mace_si_stagetwo.model
 [ -f $MODEL ] || MODEL=$W/mace/mace_si.model
 $PEER experiments/peer/mace_cli.py eval_configs --configs $W/split/test.xyz --model $MODEL \
