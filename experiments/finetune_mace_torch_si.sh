@@ -25,7 +25,7 @@ MODEL=$W/mace/mace_si_stagetwo.model
 [ -d $W/imported ] || .venv/bin/scalarjax import-mace $W/mace_si.npz -o $W/imported --dtype float32
 
 PANPGS='model.scalar_transforms=[{kind: pan, identity_init: true}, {kind: pgs, identity_init: true}]'
-for name in base_all base_new panpgs_all panpgs_new; do
+for name in base_all panpgs_all panpgs_new base_new; do
   [ -f $W/$name/final_metrics.json ] && continue
   extra=()
   [[ $name == panpgs_* ]] && extra=(--set "$PANPGS")

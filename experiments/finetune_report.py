@@ -47,6 +47,9 @@ def main():
     }
     for name, what in RUNS.items():
         run = work / name
+        if not (run / "best").is_dir() or (name != "imported" and not (run / "final_metrics.json").is_file()):
+            print(f"{run}: not there (or not finished); left out")
+            continue
         entry = {"what": what, "test": evaluate_run(run, test)}
         final = run / "final_metrics.json"
         if final.is_file():
