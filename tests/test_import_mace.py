@@ -118,6 +118,28 @@ def test_float32_import_parity(tmp_path):
     assert _rel(atoms.get_stress(), ref["stress"]) < 1e-5
 
 
+def test_float32_model_dump_imports_and_a_wrong_clebsch_gordan_is_refused(tmp_path):
+    """A model trained in float32 dumps its Clebsch-Gordan blocks in float32 (found importing the
+    mlearn Si model mace_run_train wrote): they pass the convention check; a block that is not
+    e3nn-jax's up to a sign is refused."""
+    from scalarjax.interop.mace_torch_dump import Unsupported
+
+    src = FIXTURES / "scaleshift_l2"
+    arrays = dict(np.load(f"{src}.npz"))
+    cg = sorted(k for k in arrays if k.startswith("cg."))
+    assert cg
+    for name, edit in [("rounded", lambda a: a.astype(np.float32).astype(np.float64)), ("wrong", lambda a: a + 0.1)]:
+        edited = {k: (edit(v) if k in cg else v) for k, v in arrays.items()}
+        dst = tmp_path / name
+        np.savez(f"{dst}.npz", **edited)
+        shutil.copy(f"{src}.json", f"{dst}.json")
+        if name == "rounded":
+            assert (import_mace(pathlib.Path(f"{dst}.npz"), tmp_path / f"run_{name}", "float64") / "best").is_dir()
+        else:
+            with pytest.raises(Unsupported, match="Clebsch-Gordan"):
+                import_mace(pathlib.Path(f"{dst}.npz"), tmp_path / f"run_{name}", "float64")
+
+
 def test_element_outside_the_model_is_a_clear_error(imported64):
     from scalarjax.calculator import Calculator
 

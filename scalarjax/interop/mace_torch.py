@@ -271,7 +271,9 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
             l1, l3 = e3nn.Irrep(p.ir1).l, e3nn.Irrep(p.ir3).l
             cg_j, cg_t = np.asarray(e3nn.clebsch_gordan(l1, p.l2, l3)), arrays[ins["cg"]]
             s = float(np.sign(np.sum(cg_j * cg_t)))
-            if s == 0 or np.abs(cg_j - s * cg_t).max() > 1e-10:
+            # 1e-6: a float32 model's dump holds float32 CG entries (rounded at ~6e-8); another
+            # convention would differ by O(0.1). Only the sign s is used below.
+            if s == 0 or np.abs(cg_j - s * cg_t).max() > 1e-6:
                 raise Unsupported(f"Clebsch-Gordan ({l1},{p.l2},{l3}) of e3nn-torch and e3nn-jax differ by more than a sign")
             report["cg_signs"][f"{l1},{p.l2},{l3}"] = s
             factor = ins["path_weight"] * s / np.sqrt(2 * l3 + 1)
