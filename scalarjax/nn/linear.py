@@ -48,9 +48,10 @@ class IrrepsLinear(nn.Module):
 GATHER_ABOVE_SPECIES = 8
 
 
-def species_index(onehot: jnp.ndarray) -> jnp.ndarray:
-    """``[N, S]`` one-hot (all-zero rows for padding nodes) → ``[N]`` int species index (0 for padding)."""
-    return jnp.argmax(onehot, axis=1)
+def species_index(onehot: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``[N, S]`` one-hot (all-zero rows for padding nodes) → ``([N]`` int species index, 0 for padding;
+    ``[N, 1, 1]`` 1.0 for real nodes, 0.0 for padding, to keep gathered outputs of padding nodes zero)."""
+    return jnp.argmax(onehot, axis=1), jnp.sum(onehot, axis=1)[:, None, None]
 
 
 class SpeciesLinear(nn.Module):
@@ -78,7 +79,8 @@ class SpeciesLinear(nn.Module):
                 out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w[0] * (1.0 / np.sqrt(c_in)))
                 continue
             if S > GATHER_ABOVE_SPECIES:
-                w_n = w[species_index(onehot)] * jnp.sum(onehot, axis=1)[:, None, None]  # [N, C_in, C_out]
+                species, real = species_index(onehot)
+                w_n = w[species] * real  # [N, C_in, C_out]
                 out[ir] = jnp.einsum("nmc,ncd->nmd", x[ir], w_n * (1.0 / np.sqrt(c_in)))
                 continue
             xs = (onehot[:, None, :, None] * x[ir][:, :, None, :]).reshape(n, m, S * c_in)

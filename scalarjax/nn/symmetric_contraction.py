@@ -176,7 +176,7 @@ class SymmetricContraction(nn.Module):
         W_blocks = jnp.split(W, bounds, axis=1)
         S, Mt = self.num_species, W.shape[2]
         gather = S > GATHER_ABOVE_SPECIES
-        species = species_index(onehot) if gather else None
+        species, real = species_index(onehot) if gather else (None, None)
         B = 0.0
         for mono, Wb in zip(monos, W_blocks):
             if S == 1:
@@ -187,7 +187,7 @@ class SymmetricContraction(nn.Module):
                 Wc = jnp.transpose(Wb, (3, 1, 0, 2)).reshape(C, -1, S * Mt)  # [C, K_ν, S·Mt]
                 B = B + jnp.einsum("nkc,ckj->njc", mono, Wc).reshape(mono.shape[0], S, Mt, C)
         if gather:
-            B = B * jnp.sum(onehot, axis=1)[:, None, None]  # padding nodes (no species) stay zero
+            B = B * real  # padding nodes (no species) stay zero
         elif S > 1:
             B = jnp.einsum("nsmc,ns->nmc", B, onehot)
         out, start = {}, 0
@@ -202,7 +202,7 @@ class SymmetricContraction(nn.Module):
         themselves. Instead the monomials are contracted with the basis per node and degree,
         ``t[n, p, M, c] = Σ_k mono[n, k, c] U[k, p, M]`` (``N·K·P·M·C``), then with the node's own
         weights ``B[n, M, c] = Σ_p t[n, p, M, c] w[s_n, p, c]``. The same polynomial as the folded path."""
-        species, real = species_index(onehot), jnp.sum(onehot, axis=1)[:, None, None]
+        species, real = species_index(onehot)
         bounds = np.cumsum([0] + [m.shape[1] for m in monos])
         out = {}
         for L in self.irreps_out:
