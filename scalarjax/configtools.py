@@ -36,6 +36,10 @@ def _coerce(value: Any, typ: Any, path: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigTypeError(f"{path}: expected true or false, got {value!r}")
         return value
+    if typ is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigTypeError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
     if typ is str:
         if not isinstance(value, str):
             raise ConfigTypeError(f"{path}: expected a string, got {value!r}")

@@ -102,7 +102,7 @@ def export_potential(potential, path, platforms: Sequence[str] = ("cpu", "cuda")
         "platforms": list(exported.platforms),
         "calling_convention_version": int(exported.calling_convention_version),
         **_versions(),
-        "backbone": getattr(cfg, "backbone", None),
+        "backbone": cfg.backbone.kind,
         "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params))),
     }
     _write_atomically(pathlib.Path(path), exported.serialize(), meta)

@@ -96,7 +96,7 @@ def flops_report(config, atoms=None, structure_name: Optional[str] = None) -> di
         "structure": structure_name,
         "n_atoms": len(atoms),
         "periodic": bool(any(atoms.pbc)),
-        "backbone": config.backbone,
+        "backbone": config.backbone.kind,
         "dtype": config.dtype,
         "transforms": {
             name: [dataclasses.asdict(t) | {"kind": t.kind} for t in cfg.scalar_transforms] for name, cfg in variant_configs(config).items()

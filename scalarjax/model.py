@@ -16,24 +16,27 @@ import jax.numpy as jnp
 from scalarjax.backbones.mace import MACE
 from scalarjax.backbones.nequip import NequIP
 from scalarjax.config import ModelConfig
+from scalarjax.graph.inputs import GraphInputs
 
+# backbone kind (:data:`scalarjax.config.BACKBONE_CONFIGS`) → its Flax module
 BACKBONE_CLASSES = {"mace": MACE, "nequip": NequIP}
 
 
 class AtomicEnergyModel(nn.Module):
-    """``(species, vectors, senders, receivers, edge_mask, node_mask) → [N]`` per-atom energies, eV."""
+    """:class:`~scalarjax.graph.inputs.GraphInputs` → per-atom energies ``[N]``, eV."""
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, species, vectors, senders, receivers, edge_mask, node_mask) -> jnp.ndarray:
+    def __call__(self, graph: GraphInputs) -> jnp.ndarray:
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         num_species = len(cfg.atomic_numbers)
-        x = BACKBONE_CLASSES[cfg.backbone](cfg, num_species, cfg.scalar_transforms, name="backbone")(
-            species, vectors, senders, receivers, edge_mask, node_mask
+        backbone = BACKBONE_CLASSES[cfg.backbone.kind](
+            config=cfg, num_species=num_species, transforms=cfg.scalar_transforms, name="backbone"
         )
-        e0 = jnp.asarray(cfg.atomic_energies or (0.0,) * num_species, dtype)[species]
+        x = backbone(graph)
+        e0 = jnp.asarray(cfg.atomic_energies or (0.0,) * num_species, dtype)[graph.species]
         return e0 + cfg.shift + cfg.scale * x
 
 
@@ -44,21 +47,26 @@ def build_model(config: ModelConfig) -> AtomicEnergyModel:
     return AtomicEnergyModel(config)
 
 
-def dummy_inputs(config: ModelConfig):
+def dummy_inputs(config: ModelConfig) -> GraphInputs:
     """Tiny inputs for ``init`` (shapes do not matter: parameters are shape-independent of N, E)."""
     dtype = jnp.dtype(config.dtype)
-    species = jnp.zeros((2,), jnp.int32)
-    vectors = jnp.asarray([[1.0, 0.2, 0.3], [-1.0, -0.2, -0.3]], dtype)
     idx = jnp.asarray([0, 1], jnp.int32)
-    return species, vectors, idx, idx[::-1], jnp.ones((2,), dtype), jnp.ones((2,), dtype)
+    return GraphInputs(
+        species=jnp.zeros((2,), jnp.int32),
+        vectors=jnp.asarray([[1.0, 0.2, 0.3], [-1.0, -0.2, -0.3]], dtype),
+        senders=idx,
+        receivers=idx[::-1],
+        edge_mask=jnp.ones((2,), dtype),
+        node_mask=jnp.ones((2,), dtype),
+    )
 
 
 def init_params(model: AtomicEnergyModel, seed: int = 0):
     """Jitted ``init`` (several times faster than eager for the medium model)."""
-    return jax.jit(model.init)(jax.random.PRNGKey(seed), *dummy_inputs(model.config))
+    return jax.jit(model.init)(jax.random.PRNGKey(seed), dummy_inputs(model.config))
 
 
 def abstract_params(model: AtomicEnergyModel):
     """Shapes and dtypes of the parameters (``jax.ShapeDtypeStruct`` pytree) without compiling or
     running ``init``: the restore target for checkpoints (``init_params`` costs an XLA compilation)."""
-    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *dummy_inputs(model.config)))
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy_inputs(model.config)))

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jraph
 
 from scalarjax.graph.batch import ConfigurationsToGraphs
+from scalarjax.graph.inputs import GraphInputs
 
 
 def edge_vectors(positions, cell, shifts, senders, receivers, edge_graph):
@@ -49,7 +50,15 @@ def make_energy_fn(apply_fn: Callable, r_max: float, dtype) -> Callable:
         # Padded edges get a constant vector beyond the cutoff: no norm of zero, no gradient.
         far = jnp.asarray([0.0, 0.0, 2.0 * r_max], dtype)
         vec = jnp.where(edge_mask[:, None], vec, far)
-        node_e = apply_fn(params, graph.nodes["species"], vec, graph.senders, graph.receivers, edge_mask.astype(dtype), node_mask)
+        inputs = GraphInputs(
+            species=graph.nodes["species"],
+            vectors=vec,
+            senders=graph.senders,
+            receivers=graph.receivers,
+            edge_mask=edge_mask.astype(dtype),
+            node_mask=node_mask,
+        )
+        node_e = apply_fn(params, inputs)
         return jax.ops.segment_sum(node_e * node_mask, node_graph, num_segments=n_graph)
 
     return energy_fn

@@ -64,6 +64,18 @@ def fingerprint(cfg) -> dict:
     return {"model": model, "data": data, "sha256": {"model": _digest(model), "data": _digest(data)}}
 
 
+def canonical_model(model: dict) -> dict:
+    """A stored model mapping as today's code writes it (older runs wrote the backbone's settings
+    flat), so that comparisons see what changed, not how it was written; unreadable: as given."""
+    from scalarjax.config import load_model_config
+    from scalarjax.errors import UserError
+
+    try:
+        return load_model_config(model).to_dict()
+    except (UserError, TypeError, ValueError, KeyError):
+        return model
+
+
 def _changes(old: dict, new: dict, section: str, ignore=()) -> list[str]:
     keys = sorted(set(old) | set(new))
     out = []
@@ -71,6 +83,9 @@ def _changes(old: dict, new: dict, section: str, ignore=()) -> list[str]:
         if k in ignore:
             continue
         a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):  # name the nested key that changed
+            out += _changes(a, b, f"{section}.{k}", ignore)
+            continue
         if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
             show = lambda v: (str(v)[:12] + "…") if k.endswith("sha256") and v else v
             out.append(f"{section}.{k}: {show(a)} -> {show(b)}")
@@ -112,7 +127,7 @@ def _legacy_changes(run_dir: pathlib.Path, fp: dict, data_section: Optional[dict
         old_model, old_data = old["model"], old["data"]
     except Exception:
         return None
-    changed = _changes(old_model, fp["model"], "model")
+    changed = _changes(canonical_model(old_model), fp["model"], "model")
     if data_section is not None:
         keys = ("train", "valid", "test", *DATA_KEYS)
         changed += _changes({k: old_data.get(k) for k in keys}, {k: data_section.get(k) for k in keys}, "data")
@@ -152,7 +167,7 @@ def decide_resume(run_dir, fp: dict, data_section: Optional[dict] = None) -> boo
             f"{run_dir} holds a run without {FINGERPRINT} ({detail}): cannot tell whether it used this model "
             f"and data; {how_to_start_fresh(run_dir)}"
         )
-    changed = _changes(stored["model"], fp["model"], "model") + _changes(stored["data"], fp["data"], "data")
+    changed = _changes(canonical_model(stored["model"]), fp["model"], "model") + _changes(stored["data"], fp["data"], "data")
     if changed:
         raise RunDirError(f"{run_dir} holds a run of another model or data ({'; '.join(changed)}); {how_to_start_fresh(run_dir)}")
     return has_checkpoint(run_dir)
@@ -164,7 +179,7 @@ def check_model_matches(run_dir, model_cfg) -> None:
     stored = read_fingerprint(run_dir)
     if stored is None:
         return  # a run from before fingerprints: the shape check in load_params still applies
-    changed = _changes(stored["model"], model_cfg.to_dict(), "model", ignore=LOAD_MAY_DIFFER)
+    changed = _changes(canonical_model(stored["model"]), model_cfg.to_dict(), "model", ignore=LOAD_MAY_DIFFER)
     if changed:
         raise RunDirError(
             f"{pathlib.Path(run_dir) / 'config.yaml'}: differs from the model the checkpoint was trained with "

@@ -98,7 +98,7 @@ def test_run_directory_loads_like_a_trained_run(imported64):
     model, run = imported64
     cfg = (run / "config.yaml").read_text()
     stats = json.loads((run / "statistics.json").read_text())
-    assert "backbone: mace" in cfg and (run / "best").is_dir()
+    assert "kind: mace" in cfg and (run / "best").is_dir()
     assert stats["atomic_numbers"] == sorted(REFERENCE["models"][model]["spec"]["zs"])
 
 

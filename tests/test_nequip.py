@@ -9,7 +9,7 @@ from physics_utils import captured_intermediates, evaluate_one, molecule
 def _layer_features(pot, atoms):
     """Every layer's output features ``{ir: [N, 2l+1, C]}``."""
     inter = captured_intermediates(pot, atoms)
-    return [{ir: np.asarray(v[: len(atoms)]) for ir, v in inter[f"layer_{t}"]["__call__"][0].items()} for t in range(pot.config.num_layers)]
+    return [{ir: np.asarray(v[: len(atoms)]) for ir, v in inter[f"layer_{t}"]["__call__"][0].items()} for t in range(pot.config.backbone.num_layers)]
 
 
 @pytest.mark.parametrize("parity", [True, False])
@@ -57,8 +57,9 @@ def test_backbone_settings_are_checked():
     from scalarjax.config import load_model_config
 
     cfg = load_model_config(backbone="nequip")
-    assert (cfg.num_layers, cfg.l_max, cfg.num_features, cfg.radial_mlp, cfg.num_polynomial_cutoff) == (4, 2, 32, (64, 64), 6)
-    assert cfg.max_ell is None and load_model_config().num_layers is None
+    bb = cfg.backbone
+    assert (bb.num_layers, bb.l_max, bb.num_features, cfg.radial_mlp, cfg.num_polynomial_cutoff) == (4, 2, 32, (64, 64), 6)
+    assert bb.kind == "nequip" and load_model_config().backbone.kind == "mace"
     with pytest.raises(ValueError, match=r"model\.num_layers: a nequip setting"):
         load_model_config(num_layers=3)
     with pytest.raises(ValueError, match=r"model\.correlation: a mace setting"):

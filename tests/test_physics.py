@@ -221,10 +221,10 @@ def test_mace_residual_first_block():
     a learnable per-species constant on top of E0; energies stay invariant."""
     from conftest import TINY
 
-    from scalarjax.config import ModelConfig
+    from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
 
-    pot = Potential(ModelConfig(**TINY, residual_first=True), seed=0)
+    pot = Potential(load_model_config({**TINY, "residual_first": True}), seed=0)
     first = pot.params["params"]["backbone"]["interaction_0"]
     assert "skip" in first and "species_linear" not in first
     e0, _, _ = evaluate_one(pot, Atoms(numbers=[14], positions=[[0.1, 0.2, 0.3]]))

@@ -240,7 +240,7 @@ def test_run_dir_reuse_resumes_or_refuses_before_writing(tmp_path):
     for cfg, what in (
         (_cfg(data, run, {"r_max": 3.0}), "model.r_max"),
         (_cfg(other, run), "data.train_sha256"),
-        (_cfg(data, run, {"hidden_irreps": "8x0e+8x1o"}), "model.hidden_irreps"),
+        (_cfg(data, run, {"hidden_irreps": "8x0e+8x1o"}), "model.backbone.hidden_irreps"),
     ):
         with pytest.raises(RunDirError, match=what) as err:
             train(cfg, progress=False)

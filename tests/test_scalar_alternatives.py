@@ -100,6 +100,8 @@ def test_inner_cutoff_modes_are_local_and_smooth():
         edge_mask=None,
         node_mask=None,
         onehot=None,
+        radial=None,
+        envelope=None,
         r_max=5.0,
         avg_num_neighbors=4.0,
         num_bessel=8,

@@ -102,6 +102,7 @@ def test_l_greater_than_zero_messages_untouched(base):
 
 def test_aggregate_hook_touches_only_scalars():
     """The shared hook, on random inputs with every path type: ℓ>0 outputs bit-identical (any layer)."""
+    from scalarjax.nn.radial import bessel_basis, polynomial_cutoff
     from scalarjax.nn.tensor_product import channelwise_tp_plan
     from scalarjax.scalar import pathway, transform_from_dict
 
@@ -112,13 +113,17 @@ def test_aggregate_hook_touches_only_scalars():
     sh = jnp.asarray(rng.normal(size=(E, 9)))
     w = jnp.asarray(rng.normal(size=(E, plan.num_paths, C)))
     species = rng.integers(0, S, N)
+    lengths = jnp.asarray(rng.uniform(1.0, 3.0, E))
+    envelope = polynomial_cutoff(lengths, 3.5, 5)
     ctx = pathway.HookContext(
-        lengths=jnp.asarray(rng.uniform(1.0, 3.0, E)),
+        lengths=lengths,
         senders=jnp.asarray(rng.integers(0, N, E)),
         receivers=jnp.asarray(rng.integers(0, N, E)),
         edge_mask=jnp.ones(E),
         node_mask=jnp.ones(N),
         onehot=jax.nn.one_hot(species, S),
+        radial=bessel_basis(lengths, 4, 3.5) * envelope[:, None],
+        envelope=envelope,
         r_max=3.5,
         avg_num_neighbors=4.0,
         num_bessel=4,

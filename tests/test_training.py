@@ -99,6 +99,7 @@ def test_loss_masks_missing_labels():
     assert n > 8
 
 
+@pytest.mark.nonfinite
 def test_nan_step_is_skipped():
     from scalarjax.config import load_model_config
     from scalarjax.graph.batch import batch_graphs, configuration_to_graph
@@ -179,6 +180,7 @@ def test_resume_is_exact_and_run_loads(data_file, tmp_path):
     assert np.isfinite(atoms.get_potential_energy())
 
 
+@pytest.mark.nonfinite
 def test_divergence_stops_with_clear_message(data_file, tmp_path):
     from scalarjax.training.trainer import TrainingDiverged, train
 
@@ -194,7 +196,7 @@ def test_run_config_errors(tmp_path):
     with pytest.raises(KeyError, match="unknown section"):
         load_run_config(raw={"trainer": {}})
     cfg = load_run_config(raw={}, overrides=["training.lr=0.001", "model.max_ell=2"])
-    assert cfg.training.lr == 0.001 and cfg.model.max_ell == 2
+    assert cfg.training.lr == 0.001 and cfg.model.backbone.max_ell == 2
     # data.e0s (written by earlier versions into every run's config.yaml, never read) still loads
     assert load_run_config(raw={"data": {"e0s": "auto", "batch_size": 2}}).data.batch_size == 2
     with pytest.raises(KeyError, match=r"data: unknown key\(s\) \['e0'\]"):

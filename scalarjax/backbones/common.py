@@ -1,8 +1,8 @@
 """Pieces every backbone shares: edge geometry, species embedding, the equivariant convolution, readouts.
 
-A backbone is a Flax module ``(species [N], vectors [E, 3], senders [E], receivers [E],
-edge_mask [E], node_mask [N]) → per-atom energies [N]`` in units of the model's ``scale``
-(before E0, scale and shift, which :mod:`scalarjax.model` adds once for all backbones).
+A backbone is a :class:`Backbone` module: :class:`~scalarjax.graph.inputs.GraphInputs` → per-atom
+energies ``[N]`` in units of the model's ``scale`` (before E0, scale and shift, which
+:mod:`scalarjax.model` adds once for all backbones).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, natural_irreps
 from scalarjax.nn.linear import MLP, IrrepsLinear
-from scalarjax.nn.radial import radial_embedding
+from scalarjax.nn.radial import bessel_basis, polynomial_cutoff
 from scalarjax.nn.tensor_product import channelwise_tp_plan
 from scalarjax.scalar import pathway
 from scalarjax.scalar.pathway import HookContext
@@ -32,32 +33,39 @@ def edge_geometry(vectors: jnp.ndarray, max_ell: int) -> tuple[jnp.ndarray, jnp.
     return lengths, sh.array
 
 
-def edge_features(lengths: jnp.ndarray, edge_mask: jnp.ndarray, num_bessel: int, r_max: float, p: int) -> jnp.ndarray:
-    """Bessel × envelope ``[E, num_bessel]``, exactly zero on padded edges."""
-    return radial_embedding(lengths, num_bessel, r_max, p) * edge_mask[:, None]
-
-
-def hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num_species, cfg) -> HookContext:
-    return HookContext(
+def edge_inputs(cfg, sh_max_ell: int, graph: GraphInputs, num_species: int) -> tuple[jnp.ndarray, HookContext]:
+    """What every backbone derives from the edges, once: spherical harmonics ``[E, (sh_max_ell+1)²]``
+    and the scalar-pathway :class:`HookContext`, whose ``radial`` (Bessel × envelope, ``[E, num_bessel]``,
+    the backbone's edge scalar features) and ``envelope`` (``[E]``) are exactly zero on padded edges."""
+    lengths, sh = edge_geometry(graph.vectors, sh_max_ell)
+    envelope = polynomial_cutoff(lengths, cfg.r_max, cfg.num_polynomial_cutoff) * graph.edge_mask
+    radial = bessel_basis(lengths, cfg.num_bessel, cfg.r_max) * envelope[:, None]
+    ctx = HookContext(
         lengths=lengths,
-        senders=senders,
-        receivers=receivers,
-        edge_mask=edge_mask,
-        node_mask=node_mask,
-        onehot=jax.nn.one_hot(species, num_species, dtype=jnp.dtype(cfg.dtype)),
+        senders=graph.senders,
+        receivers=graph.receivers,
+        edge_mask=graph.edge_mask,
+        node_mask=graph.node_mask,
+        onehot=jax.nn.one_hot(graph.species, num_species, dtype=jnp.dtype(cfg.dtype)),
+        radial=radial,
+        envelope=envelope,
         r_max=cfg.r_max,
         avg_num_neighbors=cfg.avg_num_neighbors,
         num_bessel=cfg.num_bessel,
         envelope_p=cfg.num_polynomial_cutoff,
     )
+    return sh, ctx
 
 
-def edge_inputs(cfg, sh_max_ell: int, species, vectors, senders, receivers, edge_mask, node_mask, num_species):
-    """What every backbone derives from the edges: spherical harmonics ``[E, (sh_max_ell+1)²]``,
-    edge scalar features ``[E, num_bessel]`` and the scalar-pathway :class:`HookContext`."""
-    lengths, sh = edge_geometry(vectors, sh_max_ell)
-    edge_feats = edge_features(lengths, edge_mask, cfg.num_bessel, cfg.r_max, cfg.num_polynomial_cutoff)
-    return sh, edge_feats, hook_context(species, lengths, senders, receivers, edge_mask, node_mask, num_species, cfg)
+class Backbone(nn.Module):
+    """What every backbone module holds: the model config (:class:`~scalarjax.config.ModelConfig`,
+    its ``backbone`` field typed per backbone), the number of species and the scalar transforms at
+    its hook points. ``__call__(graph: GraphInputs)`` returns per-atom energies ``[N]`` in units of
+    the model's ``scale`` (before E0, scale and shift, which :mod:`scalarjax.model` adds)."""
+
+    config: object  # scalarjax.config.ModelConfig (not imported: the config module stays a leaf)
+    num_species: int
+    transforms: tuple = ()
 
 
 class SpeciesEmbedding(nn.Module):
@@ -81,7 +89,8 @@ class Convolution(nn.Module):
         m_i   = aggregate_j  w_ij ⊙ (h̃_j ⊗ Y(r̂_ij))                     (channelwise TP; Σ_j / avg_num_neighbors)
         A_i   = Linear_ir3(m_i)                                        (mixes paths and channels per output irrep)
 
-    Args: ``h`` ``{ir: [N, 2l+1, C_in]}``, ``sh`` ``[E, (sh_max_ell+1)²]``, ``edge_feats`` ``[E, F]``.
+    Args: ``h`` ``{ir: [N, 2l+1, C_in]}``, ``sh`` ``[E, (sh_max_ell+1)²]``, ``ctx`` (its ``radial``
+    ``[E, F]`` are the edge scalar features B(r) · u(r)).
     Returns ``{ir3: [N, 2l3+1, channels_out[ir3]]}`` for the irreps of ``channels_out`` that the
     product reaches. ``edge_scalars`` and ``aggregate`` are the scalar-pathway hooks, called here
     and nowhere else.
@@ -96,13 +105,13 @@ class Convolution(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, h: Features, sh, edge_feats, ctx: HookContext) -> Features:
+    def __call__(self, h: Features, sh, ctx: HookContext) -> Features:
         C = self.channels
-        h = IrrepsLinear({ir: C for ir in h}, self.dtype, name="linear_up")(h)
+        h = IrrepsLinear(irreps_out={ir: C for ir in h}, dtype=self.dtype, name="linear_up")(h)
         plan = channelwise_tp_plan(tuple(sorted(h)), self.sh_max_ell, tuple(self.channels_out))
 
-        x = pathway.edge_scalars(self.transforms, edge_feats, ctx, self.layer)
-        w = MLP(tuple(self.radial_mlp) + (plan.num_paths * C,), self.dtype, name="radial_mlp")(x)
+        x = pathway.edge_scalars(self.transforms, ctx.radial, ctx, self.layer)
+        w = MLP(features=tuple(self.radial_mlp) + (plan.num_paths * C,), dtype=self.dtype, name="radial_mlp")(x)
         w = w.reshape(-1, plan.num_paths, C) * ctx.edge_mask[:, None, None]
 
         h_send = {ir: v[ctx.senders] for ir, v in h.items()}
@@ -123,7 +132,7 @@ class LinearReadout(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return MLP((1,), dtype=self.dtype)(x)[:, 0]
+        return MLP(features=(1,), dtype=self.dtype)(x)[:, 0]
 
 
 class NonLinearReadout(nn.Module):
@@ -134,4 +143,4 @@ class NonLinearReadout(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return MLP((self.hidden, 1), dtype=self.dtype)(x)[:, 0]
+        return MLP(features=(self.hidden, 1), dtype=self.dtype)(x)[:, 0]

@@ -22,13 +22,14 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from scalarjax.backbones.common import (
+    Backbone,
     Convolution,
     LinearReadout,
     NonLinearReadout,
     SpeciesEmbedding,
     edge_inputs,
 )
-from scalarjax.config import ModelConfig
+from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, irreps_to_channels, natural_irreps
 from scalarjax.nn.linear import IrrepsLinear, SpeciesLinear
 from scalarjax.nn.symmetric_contraction import SymmetricContraction
@@ -54,60 +55,67 @@ class MACEInteraction(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, h: Features, sh, edge_feats, ctx) -> tuple[Features, Features]:
-        C = self.channels
-        sc = SpeciesLinear(self.skip_irreps, self.num_species, self.dtype, name="skip")(h, ctx.onehot) if self.residual else {}
-        target = {ir: C for ir in natural_irreps(self.max_ell)}
-        A = Convolution(C, self.max_ell, target, self.radial_mlp, self.layer, self.transforms, self.dtype, name="conv")(
-            h, sh, edge_feats, ctx
+    def __call__(self, h: Features, sh, ctx) -> tuple[Features, Features]:
+        C, S, dtype = self.channels, self.num_species, self.dtype
+        sc = SpeciesLinear(irreps_out=self.skip_irreps, num_species=S, dtype=dtype, name="skip")(h, ctx.onehot) if self.residual else {}
+        conv = Convolution(
+            channels=C,
+            sh_max_ell=self.max_ell,
+            channels_out={ir: C for ir in natural_irreps(self.max_ell)},
+            radial_mlp=self.radial_mlp,
+            layer=self.layer,
+            transforms=self.transforms,
+            dtype=dtype,
+            name="conv",
         )
+        A = conv(h, sh, ctx)
         if not self.residual:  # MACE's first block: species-indexed linear on the messages instead of a skip
-            A = SpeciesLinear({ir: C for ir in A}, self.num_species, self.dtype, name="species_linear")(A, ctx.onehot)
+            A = SpeciesLinear(irreps_out={ir: C for ir in A}, num_species=S, dtype=dtype, name="species_linear")(A, ctx.onehot)
         return A, sc
 
 
-class MACE(nn.Module):
-    config: ModelConfig
-    num_species: int
-    transforms: tuple = ()
+class MACE(Backbone):
+    """MACE (Batatia et al. 2022): ``num_interactions`` interaction + symmetric-contraction layers
+    (equations in the module docstring; settings: :class:`~scalarjax.config.MACEConfig`)."""
 
     @nn.compact
-    def __call__(self, species, vectors, senders, receivers, edge_mask, node_mask) -> jnp.ndarray:
-        cfg = self.config
+    def __call__(self, graph: GraphInputs) -> jnp.ndarray:
+        cfg, bb, S = self.config, self.config.backbone, self.num_species
         dtype = jnp.dtype(cfg.dtype)
-        hidden = irreps_to_channels(cfg.hidden_irreps)
+        hidden = irreps_to_channels(bb.hidden_irreps)
         C = hidden["0e"]
         if any(c != C for c in hidden.values()):
-            raise ValueError(f"MACE needs equal channels for all hidden irreps, got {cfg.hidden_irreps}")
-        mlp_hidden = irreps_to_channels(cfg.mlp_irreps)["0e"]
+            raise ValueError(f"MACE needs equal channels for all hidden irreps, got {bb.hidden_irreps}")
+        mlp_hidden = irreps_to_channels(bb.mlp_irreps)["0e"]
 
-        sh, edge_feats, ctx = edge_inputs(cfg, cfg.max_ell, species, vectors, senders, receivers, edge_mask, node_mask, self.num_species)
-
-        h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
-        energy = jnp.zeros(species.shape[0], dtype)
-        for t in range(cfg.num_interactions):
-            last = t == cfg.num_interactions - 1
+        sh, ctx = edge_inputs(cfg, bb.max_ell, graph, S)
+        h: Features = {"0e": SpeciesEmbedding(num_species=S, channels=C, dtype=dtype, name="embedding")(graph.species)}
+        energy = jnp.zeros(graph.species.shape[0], dtype)
+        for t in range(bb.num_interactions):
+            last = t == bb.num_interactions - 1
             out_irreps = {"0e": C} if last else hidden
             A, sc = MACEInteraction(
-                C,
-                cfg.max_ell,
-                cfg.radial_mlp,
-                out_irreps,
-                self.num_species,
-                t,
-                t > 0 or bool(cfg.residual_first),
-                self.transforms,
-                dtype,
+                channels=C,
+                max_ell=bb.max_ell,
+                radial_mlp=cfg.radial_mlp,
+                skip_irreps=out_irreps,
+                num_species=S,
+                layer=t,
+                residual=t > 0 or bool(bb.residual_first),
+                transforms=self.transforms,
+                dtype=dtype,
                 name=f"interaction_{t}",
-            )(h, sh, edge_feats, ctx)
-            B = SymmetricContraction(tuple(out_irreps), cfg.correlation, self.num_species, dtype, name=f"product_{t}")(A, ctx.onehot)
-            B = IrrepsLinear(out_irreps, dtype, name=f"product_linear_{t}")(B)
+            )(h, sh, ctx)
+            product = SymmetricContraction(
+                irreps_out=tuple(out_irreps), correlation=bb.correlation, num_species=S, dtype=dtype, name=f"product_{t}"
+            )
+            B = IrrepsLinear(irreps_out=out_irreps, dtype=dtype, name=f"product_linear_{t}")(product(A, ctx.onehot))
             h = {ir: B[ir] + sc[ir] if ir in sc else B[ir] for ir in out_irreps}
             if self.transforms:
                 h["0e"] = pathway.node_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)[:, None, :]
             scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)
             if last:
-                energy = energy + NonLinearReadout(mlp_hidden, dtype, name=f"readout_{t}")(scalars)
+                energy = energy + NonLinearReadout(hidden=mlp_hidden, dtype=dtype, name=f"readout_{t}")(scalars)
             else:
-                energy = energy + LinearReadout(dtype, name=f"readout_{t}")(scalars)
+                energy = energy + LinearReadout(dtype=dtype, name=f"readout_{t}")(scalars)
         return energy

@@ -31,8 +31,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from scalarjax.backbones.common import Convolution, SpeciesEmbedding, edge_inputs
-from scalarjax.config import ModelConfig
+from scalarjax.backbones.common import Backbone, Convolution, SpeciesEmbedding, edge_inputs
+from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, sort_irreps
 from scalarjax.nn.linear import MLP, SpeciesLinear, normalized_silu
 from scalarjax.scalar import pathway
@@ -103,17 +103,25 @@ class NequIPLayer(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, h: Features, sh, edge_feats, ctx) -> Features:
-        C = self.channels
+    def __call__(self, h: Features, sh, ctx) -> Features:
+        C, S, dtype = self.channels, self.num_species, self.dtype
         n_gated = sum(e3nn.Irrep(ir).l > 0 for ir in self.irreps_out)
         channels_out = {ir: C + n_gated * C if ir == "0e" else C for ir in self.irreps_out}
-        x = Convolution(C, self.l_max, channels_out, self.radial_mlp, self.layer, self.transforms, self.dtype, name="conv")(
-            h, sh, edge_feats, ctx
+        conv = Convolution(
+            channels=C,
+            sh_max_ell=self.l_max,
+            channels_out=channels_out,
+            radial_mlp=self.radial_mlp,
+            layer=self.layer,
+            transforms=self.transforms,
+            dtype=dtype,
+            name="conv",
         )
+        x = conv(h, sh, ctx)
         if self.layer == 0:
-            x = SpeciesLinear(channels_out, self.num_species, self.dtype, name="species_linear")(x, ctx.onehot)
+            x = SpeciesLinear(irreps_out=channels_out, num_species=S, dtype=dtype, name="species_linear")(x, ctx.onehot)
         else:
-            sc = SpeciesLinear(channels_out, self.num_species, self.dtype, name="self_connection")(h, ctx.onehot)
+            sc = SpeciesLinear(irreps_out=channels_out, num_species=S, dtype=dtype, name="self_connection")(h, ctx.onehot)
             x = {ir: x[ir] + sc[ir] if ir in sc else x[ir] for ir in x}
         y = gate(x, C)
         if self.resnet and set(y) == set(h) and all(h[ir].shape == y[ir].shape for ir in y):
@@ -121,25 +129,34 @@ class NequIPLayer(nn.Module):
         return y
 
 
-class NequIP(nn.Module):
-    config: ModelConfig
-    num_species: int
-    transforms: tuple = ()
+class NequIP(Backbone):
+    """NequIP (Batzner et al. 2022): ``num_layers`` gated interaction layers (equations in the module
+    docstring; settings: :class:`~scalarjax.config.NequIPConfig`)."""
 
     @nn.compact
-    def __call__(self, species, vectors, senders, receivers, edge_mask, node_mask) -> jnp.ndarray:
-        cfg = self.config
+    def __call__(self, graph: GraphInputs) -> jnp.ndarray:
+        cfg, bb, S = self.config, self.config.backbone, self.num_species
         dtype = jnp.dtype(cfg.dtype)
-        C = cfg.num_features
-        sh, edge_feats, ctx = edge_inputs(cfg, cfg.l_max, species, vectors, senders, receivers, edge_mask, node_mask, self.num_species)
+        C = bb.num_features
+        sh, ctx = edge_inputs(cfg, bb.l_max, graph, S)
 
-        h: Features = {"0e": SpeciesEmbedding(self.num_species, C, dtype, name="embedding")(species)}
-        for t, irreps_out in enumerate(layer_irreps(cfg.num_layers, cfg.l_max, cfg.parity)):
-            h = NequIPLayer(
-                C, cfg.l_max, irreps_out, cfg.radial_mlp, self.num_species, t, cfg.resnet, self.transforms, dtype, name=f"layer_{t}"
-            )(h, sh, edge_feats, ctx)
+        h: Features = {"0e": SpeciesEmbedding(num_species=S, channels=C, dtype=dtype, name="embedding")(graph.species)}
+        for t, irreps_out in enumerate(layer_irreps(bb.num_layers, bb.l_max, bb.parity)):
+            layer = NequIPLayer(
+                channels=C,
+                l_max=bb.l_max,
+                irreps_out=irreps_out,
+                radial_mlp=cfg.radial_mlp,
+                num_species=S,
+                layer=t,
+                resnet=bb.resnet,
+                transforms=self.transforms,
+                dtype=dtype,
+                name=f"layer_{t}",
+            )
+            h = layer(h, sh, ctx)
             if self.transforms:
                 h = {**h, "0e": pathway.node_scalars(self.transforms, h["0e"][:, 0, :], ctx, t)[:, None, :]}
-        scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, cfg.num_layers - 1)
-        hidden = MLP((max(1, C // 2),), dtype, name="output_hidden")(scalars)
-        return MLP((1,), dtype, name="output")(hidden)[:, 0]
+        scalars = pathway.readout_scalars(self.transforms, h["0e"][:, 0, :], ctx, bb.num_layers - 1)
+        hidden = MLP(features=(max(1, C // 2),), dtype=dtype, name="output_hidden")(scalars)
+        return MLP(features=(1,), dtype=dtype, name="output")(hidden)[:, 0]

@@ -136,7 +136,7 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
     """
     import e3nn_jax as e3nn
 
-    from scalarjax.config import ModelConfig, load_model_config
+    from scalarjax.config import MACEConfig, ModelConfig, load_model_config
     from scalarjax.model import build_model
     from scalarjax.nn.features import natural_irreps
     from scalarjax.nn.symmetric_contraction import monomial_coefficients, symmetrize_to_monomials
@@ -202,18 +202,19 @@ def convert(arrays: dict, meta: dict, dtype: str = "float64"):
 
     cfg = load_model_config(
         ModelConfig(
-            backbone="mace",
+            backbone=MACEConfig(
+                max_ell=max_ell,
+                hidden_irreps=hidden_str,
+                correlation=corrs[0],
+                num_interactions=T,
+                mlp_irreps=f"{mlp['0e']}x0e",
+                residual_first=residual_first,
+            ),
             r_max=r_max,
             num_bessel=nb,
             num_polynomial_cutoff=int(meta["num_polynomial_cutoff"]),
             radial_mlp=tuple(widths[0][1:]),
             avg_num_neighbors=avg[0],
-            max_ell=max_ell,
-            hidden_irreps=hidden_str,
-            correlation=corrs[0],
-            num_interactions=T,
-            mlp_irreps=f"{mlp['0e']}x0e",
-            residual_first=residual_first,
             atomic_numbers=tuple(sorted(zs)),
             atomic_energies=tuple(float(meta["atomic_energies"][i]) for i in order),
             scale=float(meta["scale"]),

@@ -118,8 +118,10 @@ class PANNeighborWeights(nn.Module):
     @nn.compact
     def __call__(self, w0: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
         dtype, C, H = w0.dtype, w0.shape[-1], self.cfg.hidden
-        r = ctx.lengths
-        radial = bessel_basis(r, self.num_basis, ctx.r_max) * polynomial_cutoff(r, ctx.r_max, ctx.envelope_p)[:, None]
+        if ctx.num_bessel >= self.num_basis:  # the backbone's own features: its first num_basis modes
+            radial = ctx.radial[:, : self.num_basis]
+        else:
+            radial = bessel_basis(ctx.lengths, self.num_basis, ctx.r_max) * ctx.envelope[:, None]
         q = jnp.concatenate([ctx.onehot[ctx.receivers], ctx.onehot[ctx.senders], radial], axis=-1)
         w1 = self.param("w1", nn.initializers.normal(1.0), (q.shape[-1], H), dtype)
         w2 = self.param("w2", _out_init(self.cfg), (H, C), dtype)

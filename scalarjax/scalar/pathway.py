@@ -55,6 +55,8 @@ class HookContext(NamedTuple):
     edge_mask: jnp.ndarray  # [E] 1.0 for real edges
     node_mask: jnp.ndarray  # [N] 1.0 for real nodes
     onehot: jnp.ndarray  # [N, S] species one-hot
+    radial: jnp.ndarray  # [E, num_bessel] the backbone's edge scalar features B_n(r) · u_p(r/r_max) (0 on padded edges)
+    envelope: jnp.ndarray  # [E] the backbone's cutoff envelope u_p(r/r_max) (0 on padded edges)
     r_max: float
     avg_num_neighbors: float
     num_bessel: int  # the backbone's radial basis size (modes 1 … num_bessel)

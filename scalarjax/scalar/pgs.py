@@ -123,7 +123,7 @@ def edge_modes(cfg: PGS, r: jnp.ndarray, ctx: HookContext) -> jnp.ndarray:
     """``[E] → [E, K_e]``: the extra Fourier–Bessel modes × envelope (zero beyond their cutoff)."""
     if cfg.edge_cutoff is None:
         phi = bessel_basis(r, cfg.edge_modes, ctx.r_max, first_mode=ctx.num_bessel + 1)
-        return phi * polynomial_cutoff(r, ctx.r_max, ctx.envelope_p)[:, None]
+        return phi * ctx.envelope[:, None]  # the backbone's envelope, computed once
     r_in = cfg.edge_cutoff
     phi = bessel_basis(jnp.minimum(r, r_in), cfg.edge_modes, r_in)  # clipped: no sin of far edges
     return phi * polynomial_cutoff(r, r_in, ctx.envelope_p)[:, None]

@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import typing
 from typing import Any, Optional
 
 import yaml
 
-from scalarjax.config import ModelConfig
-from scalarjax.configtools import _coerce, from_dict, read_yaml
+from scalarjax.config import ModelConfig, model_config_from_dict, set_model_key
+from scalarjax.configtools import from_dict, read_yaml
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 
 
@@ -105,15 +104,26 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``raw`` with every ``SECTION.KEY=VALUE`` (VALUE parsed as YAML) applied; a backbone setting
+    (``model.max_ell=2``) goes under ``model.backbone`` when that is already a mapping, and
+    ``model.backbone.KEY=VALUE`` names it there explicitly."""
     raw = {k: dict(v or {}) for k, v in raw.items()}
     for item in overrides:
         if "=" not in item:
             raise InputError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
+        if parts[:2] == ["model", "backbone"] and len(parts) == 3:
+            nested = raw.setdefault("model", {}).get("backbone")
+            nested = {"kind": nested} if isinstance(nested, str) else dict(nested or {"kind": "mace"})
+            raw["model"]["backbone"] = {**nested, parts[2]: _parse_value(value)}
+            continue
         if len(parts) != 2 or parts[0] not in SECTIONS:
             raise ConfigKeyError(f"--set {key!r}: expected one of {sorted(SECTIONS)} followed by .KEY")
-        raw.setdefault(parts[0], {})[parts[1]] = _parse_value(value)
+        if parts[0] == "model":
+            set_model_key(raw.setdefault("model", {}), parts[1], _parse_value(value))
+        else:
+            raw.setdefault(parts[0], {})[parts[1]] = _parse_value(value)
     return raw
 
 
@@ -124,17 +134,7 @@ RETIRED_KEYS = {"data": {"e0s"}}  # E0s: isolated atoms where present, else leas
 
 def _section(cls, data: dict, path: str):
     data = {k: v for k, v in data.items() if k not in RETIRED_KEYS.get(path, ())}
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigKeyError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
-    if cls is ModelConfig:
-        return from_dict(cls, data, path)
-    kw = {}
-    for k, v in data.items():
-        kw[k] = v if hints[k] is dict else _coerce(v, hints[k], f"{path}.{k}")
-    return cls(**kw)
+    return model_config_from_dict(data, path) if cls is ModelConfig else from_dict(cls, data, path)
 
 
 def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: Optional[dict] = None) -> RunConfig:

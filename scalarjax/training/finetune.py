@@ -18,7 +18,6 @@ and its statistics, the initial parameters and the optimiser restriction.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 
@@ -62,15 +61,13 @@ def model_with_statistics(cfg, train) -> tuple:
     if tc.trainable not in TRAINABLE:
         raise InputError(f"training.trainable: {tc.trainable!r} is not one of {TRAINABLE}")
     base_cfg, base_stats = base_run(tc.init_from)
-    base, default = base_cfg.model, ModelConfig()
-    for f in dataclasses.fields(ModelConfig):
-        if f.name in KEEP_FROM_NEW_CONFIG:
-            continue
-        mine = getattr(cfg.model, f.name)
-        if mine != getattr(default, f.name) and mine != getattr(base, f.name):
+    base = base_cfg.model
+    mine, theirs, default = cfg.model.flat(), base.flat(), ModelConfig(backbone=cfg.model.backbone.kind).flat()
+    for key, value in mine.items():
+        if key not in KEEP_FROM_NEW_CONFIG and value != default[key] and value != theirs.get(key):
             raise InputError(
-                f"model.{f.name}: {mine!r} differs from the run being fine-tuned ({tc.init_from}: "
-                f"{getattr(base, f.name)!r}); with training.init_from only scalar_transforms and dtype may be set"
+                f"model.{key}: {value!r} differs from the run being fine-tuned ({tc.init_from}: "
+                f"{theirs.get(key)!r}); with training.init_from only scalar_transforms and dtype may be set"
             )
     new_zs = sorted({int(z) for c in train for z in c.species} - set(base.atomic_numbers))
     if new_zs:
