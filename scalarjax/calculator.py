@@ -25,9 +25,9 @@ from scalarjax.potential import Potential
 HEADROOM = 1.25  # capacity over the current size when (re)allocating
 GROWTH = 1.5  # geometric growth factor when the capacity is exceeded
 SKIN = 0.5  # Å: edges are allocated for the pairs within r_max + SKIN (a neighbour shell just outside
-# r_max, e.g. fcc Ag's third shell at 5.01 Å for r_max = 5 Å, enters under thermal motion). Padded
-# edges cost as much as real ones, so the skin is kept thin: 1 Å padded the 64-atom Si cell to 3584
-# edges against 1792 real ones (2560 with 0.5 Å); a system that outgrows it recompiles once.
+# r_max, e.g. fcc Ag's third shell at 5.01 Å for r_max = 5 Å, enters under thermal motion). Thin,
+# because padded edges cost as much as real ones (docs/performance-notes.md); a system that outgrows
+# it recompiles once.
 
 
 def _atomic_numbers(species: Any) -> tuple[int, ...]:
@@ -48,6 +48,10 @@ def _atomic_numbers(species: Any) -> tuple[int, ...]:
 
 
 class Calculator(ASECalculator):
+    """ASE calculator around a :class:`~scalarjax.potential.Potential` (or an exported one): energy and
+    free_energy (eV), forces ``[N, 3]`` (eV/Å), stress ``[6]`` (eV/Å³, Voigt, ASE's sign; periodic
+    cells only). Build it with :meth:`from_config`, :meth:`from_run` or :meth:`from_export`."""
+
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, potential: Potential, **kwargs):

@@ -97,6 +97,7 @@ BACKBONES = tuple(BACKBONE_CONFIGS)
 
 
 def backbone_fields(kind: str) -> tuple[str, ...]:
+    """Names of the settings of backbone ``kind`` (``"mace"``, ``"nequip"``); ``KeyError`` for another kind."""
     return tuple(f.name for f in dataclasses.fields(BACKBONE_CONFIGS[kind]))
 
 

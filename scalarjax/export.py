@@ -123,6 +123,8 @@ def _write_atomically(path: pathlib.Path, blob: bytes, meta: dict) -> None:
 
 
 def read_metadata(path) -> dict:
+    """The ``metadata.json`` of an export file (module docstring), without deserialising the function.
+    Raises :class:`ExportError` for a file that cannot be read, holds no JSON ``metadata.json`` or has another ``FORMAT``."""
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("metadata.json"))

@@ -49,6 +49,7 @@ def write_text(path, text: str) -> None:
 
 
 def write_json(path, obj, indent: int = 1) -> None:
+    """Atomically replace ``path`` with ``obj`` as JSON (a trailing newline), via :func:`write_text`."""
     write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 

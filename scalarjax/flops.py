@@ -77,6 +77,9 @@ def cost(config, atoms, seed: int = 0) -> dict:
 
 
 def flops_report(config, atoms=None, structure_name: Optional[str] = None) -> dict:
+    """:func:`cost` of the four :data:`VARIANTS` of ``config`` on ``atoms`` (default: :func:`default_structure`),
+    each with its flops and parameter overhead relative to ``base`` (a fraction). Elements of ``atoms``
+    missing from the config are added; ``ValueError`` if its ``atomic_energies`` then do not cover them."""
     from scalarjax.config import load_model_config
 
     if atoms is None:
@@ -106,6 +109,7 @@ def flops_report(config, atoms=None, structure_name: Optional[str] = None) -> di
 
 
 def format_report(report: dict) -> str:
+    """A :func:`flops_report` as a text table: MFLOP, kFLOP/atom and params per variant, with % vs ``base``."""
     lines = [
         f"{report['backbone']} ({report['dtype']}), {report['structure']}: {report['n_atoms']} atoms, "
         f"E+F{'+S' if report['periodic'] else ''}",

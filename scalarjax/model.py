@@ -41,6 +41,9 @@ class AtomicEnergyModel(nn.Module):
 
 
 def build_model(config: ModelConfig) -> AtomicEnergyModel:
+    """The Flax model of ``config``: ``model.apply(params, graph: GraphInputs)`` → per-atom energies
+    ``[N]``, eV (module docstring). Raises ``ValueError`` without ``atomic_numbers`` and ``InputError``
+    for float64 without JAX's x64 mode."""
     if not config.atomic_numbers:
         raise ValueError("model.atomic_numbers is empty: give the elements the model should know (species=...)")
     config.check_dtype()
@@ -62,7 +65,8 @@ def dummy_inputs(config: ModelConfig) -> GraphInputs:
 
 
 def init_params(model: AtomicEnergyModel, seed: int = 0):
-    """Jitted ``init`` (several times faster than eager for the medium model)."""
+    """The model's initial parameters for ``seed`` (a Flax variables dict), by a jitted ``init`` (eager
+    ``init`` is much slower for MACE; see docs/performance-notes.md)."""
     return jax.jit(model.init)(jax.random.PRNGKey(seed), dummy_inputs(model.config))
 
 

@@ -36,7 +36,11 @@ def graph_index(graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 
 def make_energy_fn(apply_fn: Callable, r_max: float, dtype) -> Callable:
-    """``(params, graph, positions, strain) → per-graph energies [G]`` (eV); the differentiable core."""
+    """``(params, graph, positions, strain) → per-graph energies [G]`` (eV); the differentiable core.
+
+    ``apply_fn``: ``(params, GraphInputs) → per-atom energies [N]`` (eV), e.g. ``build_model(cfg).apply``;
+    ``positions`` ``[N, 3]`` Å and ``strain`` ``[G, 3, 3]`` (only its symmetric part acts) are the differentiation variables.
+    """
 
     def energy_fn(params, graph: jraph.GraphsTuple, positions, strain):
         n_graph = graph.n_node.shape[0]
@@ -65,7 +69,9 @@ def make_energy_fn(apply_fn: Callable, r_max: float, dtype) -> Callable:
 
 
 def make_potential(apply_fn: Callable, r_max: float, dtype, compute_stress: bool = True) -> Callable:
-    """``(params, graph) → {"energy" [G], "forces" [N, 3], "stress" [G, 3, 3]}`` (not jitted)."""
+    """``(params, graph) → {"energy" [G] eV, "forces" [N, 3] eV/Å, "stress" [G, 3, 3] eV/Å³}`` (not jitted;
+    equations and ASE's stress sign in the module docstring). ``apply_fn``: ``(params, GraphInputs) →
+    per-atom energies [N]`` (eV). Without ``compute_stress`` there is no ``"stress"`` key."""
     energy_fn = make_energy_fn(apply_fn, r_max, dtype)
 
     def potential(params, graph: jraph.GraphsTuple) -> dict:

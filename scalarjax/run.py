@@ -93,6 +93,8 @@ def _changes(old: dict, new: dict, section: str, ignore=()) -> list[str]:
 
 
 def read_fingerprint(run_dir) -> Optional[dict]:
+    """The run's stored :func:`fingerprint` (``model``, ``data``, ``sha256``), ``None`` when it has no
+    ``fingerprint.json``; :class:`RunDirError` when the file is not JSON or lacks ``model``/``data``."""
     path = pathlib.Path(run_dir) / FINGERPRINT
     if not path.exists():
         return None
@@ -106,6 +108,7 @@ def read_fingerprint(run_dir) -> Optional[dict]:
 
 
 def how_to_start_fresh(run_dir) -> str:
+    """The advice appended to a refused resume: a new ``output.run_dir``, or fine-tuning with ``training.init_from``."""
     return (
         f"to start fresh, choose a new output.run_dir (--set output.run_dir=runs/NEW) or delete {run_dir}; "
         f"to fine-tune its parameters, use a new output.run_dir with --set training.init_from={run_dir}"
@@ -113,6 +116,7 @@ def how_to_start_fresh(run_dir) -> str:
 
 
 def has_checkpoint(run_dir) -> bool:
+    """Whether ``run_dir/checkpoints/`` holds an entry named by a step number (an orbax step directory)."""
     ckpt = pathlib.Path(run_dir) / "checkpoints"
     return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
 
@@ -207,6 +211,7 @@ def truncate_metrics(path, last_epoch: int) -> None:
 
 
 def write_fingerprint(run_dir, fp: dict) -> None:
+    """Atomically write ``fp`` (a :func:`fingerprint`) as ``run_dir/fingerprint.json``."""
     write_json(pathlib.Path(run_dir) / FINGERPRINT, fp)
 
 

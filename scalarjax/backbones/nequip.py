@@ -47,6 +47,7 @@ _TANH_NORM = _second_moment_factor(np.tanh)
 
 
 def normalized_tanh(x: jnp.ndarray) -> jnp.ndarray:
+    """``tanh(x) · c`` with ``c`` such that ``E[(c tanh z)²] = 1`` for ``z ~ N(0, 1)`` (e3nn's ``normalize2mom``); any shape."""
     return jnp.tanh(x) * _TANH_NORM
 
 
@@ -92,6 +93,14 @@ def gate(x: Features, channels: int) -> Features:
 
 
 class NequIPLayer(nn.Module):
+    """Layer ``t`` (= ``layer``) of the module docstring: convolution, species-indexed self-connection
+    (layer 0: species-indexed linear on the messages instead), :func:`gate`, optional residual.
+
+    Args: ``h`` ``{ir: [N, 2l+1, C]}``, ``sh`` ``[E, (l_max+1)²]``, ``ctx`` the hook context.
+    Returns ``{ir: [N, 2l+1, C]}`` for ``ir`` in ``irreps_out``; ``h + gate(x)`` when ``resnet`` and
+    the irreps and shapes of ``h`` are those of the output.
+    """
+
     channels: int
     l_max: int
     irreps_out: tuple[str, ...]

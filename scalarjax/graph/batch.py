@@ -121,6 +121,9 @@ def configuration_to_graph(config: Configuration, elements: ElementTable, r_max:
 
 @dataclasses.dataclass(frozen=True)
 class PadSize:
+    """Padded shape of a batch: total nodes, edges and graphs after ``jraph.pad_with_graphs`` (padding
+    included, so ``n_node`` ≥ real nodes + 1 and ``n_graph`` ≥ real graphs + 1). Each distinct value compiles once."""
+
     n_node: int
     n_edge: int
     n_graph: int

@@ -14,9 +14,7 @@ permutations; monomials no output uses are pruned. The per-species weights are f
 basis once per call (``W_s[k, M, c] = Σ_p U[k, p, M] w_s[p, c]``, independent of the number of
 atoms), so the per-atom work is one monomial build and one contraction over ``k``.
 
-Measured on the 2-core CPU this is the most expensive block after the tensor product; the
-variants tried (full unpruned monomials from suffix products, channel-major monomials with one
-batched GEMM) were slower.
+Layout choices and the variants measured against them: ``docs/performance-notes.md``.
 """
 
 from __future__ import annotations
@@ -37,6 +35,10 @@ from scalarjax.nn.linear import GATHER_ABOVE_SPECIES, species_index
 
 @dataclasses.dataclass(frozen=True)
 class ContractionPlan:
+    """Static tables of :class:`SymmetricContraction` for one (input irreps, correlation, output irreps),
+    built by :func:`contraction_plan`: how to build the kept monomials degree by degree and the basis
+    ``U[L]`` on them (``K`` = kept monomials of all degrees, ``P_L`` = paths summed over ν)."""
+
     mono_index: tuple  # per degree ν ≥ 2: (prefix index into degree ν-1 monomials, index into A)
     mono_keep: tuple  # per degree ν: which monomials of that degree enter the final list
     U: dict  # L → [K, P_L, 2L+1] coefficients on the kept monomials (all degrees stacked)
@@ -84,6 +86,8 @@ def monomial_coefficients(irreps_in: tuple[str, ...], correlation: int, irreps_o
 
 @functools.cache
 def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: tuple[str, ...]) -> ContractionPlan:
+    """The :class:`ContractionPlan` (cached): :func:`monomial_coefficients` restricted to the monomials
+    some output uses, plus those a higher degree is built from (module docstring)."""
     irreps = e3nn.Irreps("+".join(irreps_in))
     D = irreps.dim
     monos = [sorted_monomials(D, nu) for nu in range(1, correlation + 1)]  # all sorted tuples of each degree
@@ -166,12 +170,10 @@ class SymmetricContraction(nn.Module):
             W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), ws[L]))
             dims.append(plan.U[L].shape[2])
         W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
-        # Contract each degree's monomials separately (no concatenated [N, K, C] copy).
-        # One species: a multiply-reduce over k per output component m was fastest on CPU.
-        # Several species: one channel-batched dot for all species, then the species is selected
-        # (a reduce per (species, m) gets its product materialised, which was slower).
-        # Many species (foundation models: 89): the node's own weights are gathered instead, so the
-        # work per atom does not grow with the number of species.
+        # Contract each degree's monomials separately (no concatenated [N, K, C] copy). One species:
+        # a multiply-reduce over k per m; several: one channel-batched dot for all species, then the
+        # species is selected (measurements: docs/performance-notes.md). Many species (foundation
+        # models: 89): the node's own weights are gathered, so the work per atom does not grow with S.
         bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
         W_blocks = jnp.split(W, bounds, axis=1)
         S, Mt = self.num_species, W.shape[2]

@@ -31,6 +31,8 @@ from scalarjax.nn.features import Features, sort_irreps
 
 @dataclasses.dataclass(frozen=True)
 class Path:
+    """One path ``(ir1, l2) → ir3`` of the product: input irrep ⊗ spherical harmonic of degree ``l2``."""
+
     ir1: str
     l2: int
     ir3: str
@@ -50,6 +52,9 @@ class ChannelwiseTPPlan:
 
 @functools.cache
 def channelwise_tp_plan(irreps_in: tuple[str, ...], max_ell: int, irreps_target: tuple[str, ...]) -> ChannelwiseTPPlan:
+    """The plan (cached): every path ``ir1 ⊗ Y^{l2} → ir3`` with ``l2 ≤ max_ell`` and ``ir3`` in
+    ``irreps_target``, sorted by (ir3, ir1, l2), grouped by (ir3, ir1) with each group's
+    Clebsch–Gordan blocks ``T [(max_ell+1)², P_g·(2l3+1), 2l1+1]`` (times sqrt(2l3+1), module docstring)."""
     paths = []
     for ir1 in irreps_in:
         for l2 in range(max_ell + 1):
