@@ -49,6 +49,10 @@ from scalarjax.scalar.pathway import HookContext, ScalarTransform, register_tran
 @register_transform
 @dataclasses.dataclass(frozen=True)
 class PAN(ScalarTransform):
+    """PAN's settings (``kind: pan``; equations and initialisation in the module docstring): the
+    coordination amplitude α at every layer's ℓ=0 aggregation, and with ``neighbor_weights`` the
+    per-pair rescaling of the ℓ=0 radial weights."""
+
     kind: ClassVar[str] = "pan"
     hidden: int = 8  # H, width of the coordination MLP
     epsilon: float = 0.1  # ε in log(ε + ñ)
@@ -89,6 +93,9 @@ def coordination(ctx: HookContext, pair_weights: jnp.ndarray, p: int, r_c: Optio
 
 
 class PANAmplitude(nn.Module):
+    """The ``scalar_aggregate`` hook: ``agg0 [N, P0, C]`` (used for its shape and dtype only) → the
+    amplitude ``α [N, C]`` > 0 of the module docstring (coordination from ``ctx``; q = ``cutoff_p``)."""
+
     cfg: PAN
 
     @nn.compact
@@ -112,6 +119,10 @@ class PANAmplitude(nn.Module):
 
 
 class PANNeighborWeights(nn.Module):
+    """The ``scalar_edge_weights`` hook: ``w0 [E, P0, C]`` → ``w0 ⊙ exp(tanh(MLP(...)))``, the factor in
+    [e⁻¹, e] per edge and channel (same for every ℓ=0 path) from both species and the first
+    ``num_basis`` radial features B(r) · u(r) (module docstring)."""
+
     cfg: PAN
     num_basis: int = 4
 

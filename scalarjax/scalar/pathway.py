@@ -119,6 +119,7 @@ def transform_from_dict(data, path: str) -> ScalarTransform:
 
 
 def transform_to_dict(t: ScalarTransform) -> dict:
+    """A transform → ``{kind: ..., **fields}`` (YAML/JSON-able; the inverse of :func:`transform_from_dict`)."""
     return {"kind": t.kind, **dataclasses.asdict(t)}
 
 
@@ -130,6 +131,8 @@ def _modules(transforms: Sequence[ScalarTransform], hook: str, layer: int):
 
 
 def edge_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    """Hook 1: edge scalar features ``x [E, F]`` (radial basis × envelope) before the radial MLP → ``[E, F]``,
+    through each transform's ``edge_scalars`` module in order (none: ``x`` unchanged)."""
     for m in _modules(transforms, "edge_scalars", layer):
         x = m(x, ctx, layer)
     return x
@@ -165,12 +168,16 @@ def aggregate(
 
 
 def node_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    """Hook 3: the ℓ=0 node features ``x [N, C]`` after layer ``layer``'s update → ``[N, C]``, through each
+    transform's ``node_scalars`` module in order (none: ``x`` unchanged)."""
     for m in _modules(transforms, "node_scalars", layer):
         x = m(x, ctx, layer)
     return x
 
 
 def readout_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: HookContext, layer: int) -> jnp.ndarray:
+    """Hook 4: the node scalars ``x [N, C]`` entering layer ``layer``'s energy readout → ``[N, C]``, through
+    each transform's ``readout`` module in order (none: ``x`` unchanged)."""
     for m in _modules(transforms, "readout", layer):
         x = m(x, ctx, layer)
     return x

@@ -25,8 +25,8 @@ coefficients and mixed back by one linear layer:
     x'_d  = x_d + Σ_c s_c W_r[c, d] / sqrt(C)                       (W_r: [C, C])
 
 bounded (|ψ| ≤ 2), smooth (analytic), and zero for x = 0 (an atom with no neighbours keeps
-E0 + shift). The per-channel sum keeps the cost at O(K_r C + C²) per atom (ours: a full
-[2 K_r C × C] mixing costs ~4 % of MACE's inference FLOPs). ω (``frequency``) and β
+E0 + shift). The per-channel sum keeps the cost at O(K_r C + C²) per atom (ours, instead of a full
+[2 K_r C × C] mixing; its measured cost: ``docs/performance-notes.md``). ω (``frequency``) and β
 (``taper_beta``) are fixed hyper-parameters.
 
 Initialisation (ours): a ~ N(0, 1); W_e, W_r ~ N(0, init_scale²) (default 0.1: close to the base
@@ -69,6 +69,10 @@ from scalarjax.scalar.pathway import HookContext, ScalarTransform, register_tran
 @register_transform
 @dataclasses.dataclass(frozen=True)
 class PGS(ScalarTransform):
+    """PGS's settings (``kind: pgs``; equations, initialisation and the design alternatives in the
+    module docstring): extra Fourier–Bessel edge modes (``edge_modes`` K_e, 0: off) and the tapered
+    spectral readout mixing (``readout_modes`` K_r, 0: off); ``edge_cutoff`` in Å."""
+
     kind: ClassVar[str] = "pgs"
     edge_modes: int = 8  # K_e (0: no edge part)
     readout_modes: int = 4  # K_r (0: no readout part)
@@ -130,6 +134,7 @@ def edge_modes(cfg: PGS, r: jnp.ndarray, ctx: HookContext) -> jnp.ndarray:
 
 
 def es_taper(num_modes: int, beta: float) -> np.ndarray:
+    """``τ_k = exp(β (sqrt(1 − t_k²) − 1))``, ``t_k = k / (K + 1)``, k = 1 … K: ``[K]`` in (0, 1) (module docstring, (b))."""
     t = np.arange(1, num_modes + 1) / (num_modes + 1)
     return np.exp(beta * (np.sqrt(1.0 - t**2) - 1.0))
 
@@ -151,6 +156,9 @@ class PGSEdge(nn.Module):
 
 
 class PGSReadout(nn.Module):
+    """The spectral mixing (b) of the module docstring: ``x [N, C] → x + g ⊙ (s W_r) / sqrt(C)``, ``[N, C]``;
+    the ``readout`` hook (``readout_placement: readout``) or ``node_scalars`` (``node``)."""
+
     cfg: PGS
 
     @nn.compact
