@@ -7,8 +7,9 @@ A run YAML has four sections, each optional::
     training: {max_epochs: 100, lr: 0.01, ...}
     output:   {run_dir: runs/NAME}
 
-Relative data paths are resolved against ``$SCALARJAX_DATA`` when set and the file exists there,
-else against the YAML's directory. Unknown keys and wrong types are errors naming the key's path.
+Relative data paths are resolved against ``$SCALARJAX_DATA`` (or the shared data directory) when
+the file exists there, else against the YAML's directory. Unknown keys and wrong types are errors
+naming the key's path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    """The ``data:`` section: the train/valid/test files (valid: else ``valid_fraction`` of train,
+    held out with ``split_seed``), label keys of the files, per-config_type weights, batch sizes and padding."""
+
     train: str = ""
     valid: Optional[str] = None
     test: Optional[str] = None
@@ -47,6 +51,10 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
+    """The ``training:`` section: optimiser and schedule, loss weights (``*_weight``, ``huber_delta``),
+    stage two, EMA, selection of ``best/``, limits, fine-tuning and devices (allowed values:
+    :func:`validate_run_config`; the loss: :mod:`scalarjax.training.loss`)."""
+
     max_epochs: int = 50
     lr: float = 0.01
     optimizer: str = "adam"  # adam | amsgrad | adamw
@@ -84,12 +92,16 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
+    """The ``output:`` section: the run directory and how many epoch checkpoints it keeps."""
+
     run_dir: str = "runs/default"
     keep_checkpoints: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
+    """A whole run: the four sections of the module docstring (build it with :func:`load_run_config`)."""
+
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
@@ -138,6 +150,10 @@ def _section(cls, data: dict, path: str):
 
 
 def load_run_config(path: Optional[str] = None, overrides: list[str] = (), raw: Optional[dict] = None) -> RunConfig:
+    """The :class:`RunConfig` of the YAML at ``path`` (or of the mapping ``raw``; neither: defaults) with
+    ``--set`` ``overrides`` applied (:func:`apply_overrides`), data paths resolved
+    (:func:`resolve_data_path`, relative to ``path``'s directory, else the working directory) and
+    values checked (:func:`validate_run_config`). Errors name the key's path."""
     base_dir = pathlib.Path(path).parent if path else pathlib.Path.cwd()
     if raw is None:
         raw = {}
@@ -210,6 +226,8 @@ def validate_run_config(cfg: RunConfig) -> None:
 
 
 def resolve_data_path(p: Optional[str], base_dir: pathlib.Path) -> Optional[str]:
+    """``p`` with ``$VARS`` expanded; a relative path is taken under ``$SCALARJAX_DATA`` or the shared data
+    directory (:func:`scalarjax.data.io.data_dir`) where it exists there, else under ``base_dir``. Empty stays empty."""
     if not p:
         return p
     path = pathlib.Path(os.path.expandvars(p))
@@ -226,4 +244,5 @@ def resolve_data_path(p: Optional[str], base_dir: pathlib.Path) -> Optional[str]
 
 
 def to_dict(cfg: RunConfig) -> dict:
+    """Plain data of ``cfg`` (as written to a run's ``config.yaml``); the model as :meth:`ModelConfig.to_dict`."""
     return {**dataclasses.asdict(cfg), "model": cfg.model.to_dict()}

@@ -8,6 +8,9 @@ from scalarjax.training.metrics import error_metrics, predict
 
 
 def evaluate_run(run_dir, data_path, batch_size: int = 8, parity_png=None, keys=None) -> dict:
+    """:func:`~scalarjax.training.metrics.error_metrics` of the run's best parameters on ``data_path``
+    (meV/atom, meV/Å, meV/Å³; stress when any configuration has one). ``keys``: label keys for the
+    reader; ``parity_png``: also write a parity plot there."""
     pot = load_run(run_dir)
     configs = read_configurations(data_path) if keys is None else read_configurations(data_path, keys=keys)
     graphs = pot.graphs(configs)

@@ -18,6 +18,9 @@ import jraph
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
+    """``w_E``, ``w_F``, ``w_S`` of the module docstring's loss and the Huber ``δ`` (0: plain squares;
+    in the units of each error: eV/atom, eV/Å, eV/Å³)."""
+
     energy: float = 1.0
     forces: float = 100.0
     stress: float = 1.0
@@ -36,11 +39,16 @@ def _mean(values, weights):
     return jnp.sum(values * weights) / jnp.where(total > 0, total, 1.0), total
 
 
-def voigt(s):  # [G, 3, 3] → [G, 6] (xx, yy, zz, yz, xz, xy), traceable (data.configuration.full_to_voigt is numpy)
+def voigt(s):
+    """``[G, 3, 3] → [G, 6]`` in Voigt order (xx, yy, zz, yz, xz, xy); traceable (``full_to_voigt`` is numpy)."""
     return jnp.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], axis=-1)
 
 
 def loss_terms(pred: dict, graph: jraph.GraphsTuple, w: LossWeights) -> dict:
+    """The loss of the module docstring on one padded batch. ``pred``: ``energy [G]`` eV, ``forces [N, 3]``
+    eV/Å and optionally ``stress [G, 3, 3]`` eV/Å³ (ASE's sign, as the labels). Returns scalars:
+    ``energy``, ``forces`` (and ``stress``) the weighted means L_E, L_F (L_S) of squares (or Huber),
+    ``n_*`` the weight sums of their labelled entries, and ``total = w_E L_E + w_F L_F (+ w_S L_S)``."""
     g = graph.globals
     dtype = pred["energy"].dtype
     graph_mask = jraph.get_graph_padding_mask(graph).astype(dtype)

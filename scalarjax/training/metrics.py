@@ -41,6 +41,9 @@ def _stats(errors: list) -> dict:
 
 
 def error_metrics(configs: Sequence[Configuration], preds: Sequence[dict]) -> dict:
+    """``{"all" | config_type: {"energy_meV_per_atom" | "forces_meV_per_A" | "stress_meV_per_A3": {mae, rmse, n}}}``
+    over the labelled entries (module docstring; stress of periodic configurations only; ``None`` and
+    ``n = 0`` without labels). ``preds``: :func:`predict`'s, in the order of ``configs``."""
     groups = {"all": list(range(len(configs)))}
     for i, c in enumerate(configs):
         groups.setdefault(c.config_type, []).append(i)
@@ -85,6 +88,7 @@ def structure_errors(configs: Sequence[Configuration], preds: Sequence[dict]) ->
 
 
 def format_table(metrics: dict) -> str:
+    """An :func:`error_metrics` result as a text table: MAE and RMSE of E, F, S per config_type ("-": no labels)."""
     lines = [
         f"{'config_type':16s} {'E MAE':>9s} {'E RMSE':>9s} {'F MAE':>9s} {'F RMSE':>9s} {'S MAE':>9s} {'S RMSE':>9s}",
         f"{'':16s} {'meV/atom':>9s} {'meV/atom':>9s} {'meV/Å':>9s} {'meV/Å':>9s} {'meV/Å³':>9s} {'meV/Å³':>9s}",

@@ -1,10 +1,10 @@
 """Optimiser (optax) and the jitted training step.
 
 * Adam / AMSGrad / AdamW after global-norm clipping (AMSGrad as PyTorch and MACE define it, see
-  :func:`scale_by_amsgrad`); decoupled weight decay on weight matrices
-  only (ndim ≥ 2), as MACE does; a linear warm-up in the step; the learning rate is an
-  injected hyper-parameter that the host changes per epoch (plateau / cosine / stage two)
-  without recompiling.
+  :func:`scale_by_amsgrad`); weight decay on weight matrices only (ndim ≥ 2): decoupled for
+  AdamW, coupled L2 (torch Adam's ``weight_decay``, as MACE uses) for Adam and AMSGrad; a linear
+  warm-up in the step; the learning rate is an injected hyper-parameter that the host changes
+  per epoch (plateau / cosine / stage two) without recompiling.
 * EMA of the parameters (``ema_decay``; evaluation and checkpoints use it).
 * A non-finite loss or gradient leaves the state untouched (the step is skipped, counted in
   ``metrics["skipped"]``); the loop stops after too many in a row.
@@ -33,8 +33,7 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> o
     step's ``g_1²`` then stays in the denominator for the whole run. An interatomic potential's
     first gradients are orders of magnitude above later ones (the energy error at init is
     ~100× the final one), so with optax's variant the parameters that set the energy and stress
-    keep a tiny effective learning rate; on mlearn Si that alone made energy and stress learn
-    2× slower than mace-torch with otherwise identical settings.
+    keep a tiny effective learning rate (the measured effect: ``docs/performance-notes.md``).
     """
 
     def init_fn(params):
@@ -55,11 +54,15 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> o
 
 
 def amsgrad(learning_rate) -> optax.GradientTransformation:
+    """:func:`scale_by_amsgrad` followed by ``−learning_rate`` (a float, schedule or injected hyper-parameter)."""
     return optax.chain(scale_by_amsgrad(), optax.scale_by_learning_rate(learning_rate))
 
 
 @flax.struct.dataclass
 class TrainState:
+    """What the jitted step carries (a pytree): ``step`` (finite steps taken, int32 scalar), ``params``,
+    ``opt_state`` (with the injected ``learning_rate``) and ``ema`` (the EMA of the parameters)."""
+
     step: jnp.ndarray
     params: Any
     opt_state: Any
@@ -67,6 +70,8 @@ class TrainState:
 
 
 def make_optimizer(tc: TrainingConfig) -> optax.GradientTransformation:
+    """The optimiser of ``tc`` (module docstring): clipping at ``clip_norm`` (0: off), weight decay,
+    Adam/AMSGrad/AdamW, with ``learning_rate`` injected (see :func:`set_lr`). ``ValueError`` for another name."""
     if tc.optimizer not in ("adam", "amsgrad", "adamw"):
         raise ValueError(f"training.optimizer: unknown {tc.optimizer!r} (adam | amsgrad | adamw)")
     decay_mask = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)
@@ -85,11 +90,13 @@ def make_optimizer(tc: TrainingConfig) -> optax.GradientTransformation:
 
 
 def init_state(params, optimizer) -> TrainState:
+    """Step 0, ``optimizer.init(params)`` and the EMA as a copy of ``params``."""
     # The EMA starts as a copy: params and EMA are donated separately to the jitted step.
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), ema=jax.tree.map(jnp.copy, params))
 
 
 def set_lr(state: TrainState, lr: float) -> TrainState:
+    """``state`` with the injected learning rate set to ``lr`` (no recompilation: it is data, not a constant)."""
     hp = dict(state.opt_state.hyperparams)
     hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
     return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))

@@ -20,6 +20,8 @@ def _pyplot():
 
 
 def learning_curve(metrics_jsonl, out_png) -> bool:
+    """Train loss and the valid/test MAEs (meV/atom, meV/Å, meV/Å³) per epoch from ``metrics.jsonl``
+    → ``out_png``. False (nothing written) without matplotlib."""
     plt = _pyplot()
     if plt is None:
         return False
@@ -43,6 +45,8 @@ def learning_curve(metrics_jsonl, out_png) -> bool:
 
 
 def parity(configs, preds, out_png, title: str = "") -> bool:
+    """Model vs reference scatter: energy (eV/atom), force components (eV/Å), stress components
+    (eV/Å³, Voigt) → ``out_png``. False (nothing written) without matplotlib or labels."""
     plt = _pyplot()
     if plt is None:
         return False

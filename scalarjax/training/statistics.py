@@ -19,6 +19,9 @@ from scalarjax.data.configuration import Configuration
 
 
 def compute_e0s(configs: Sequence[Configuration], atomic_numbers: Sequence[int]) -> tuple[float, ...]:
+    """E0 (eV) per element of ``atomic_numbers``, in that order (module docstring): isolated-atom energies
+    (one atom, no pbc) where present, the rest by least squares on the other labelled energies.
+    ``ValueError`` when some must be fitted and no configuration has an energy; warns when underdetermined."""
     zs = list(atomic_numbers)
     isolated = {}
     for c in configs:
@@ -54,12 +57,15 @@ def compute_e0s(configs: Sequence[Configuration], atomic_numbers: Sequence[int])
 
 
 def compute_avg_num_neighbors(graphs) -> float:
+    """Total edges / total nodes of the (unpadded) graphs: the mean number of neighbours within r_max."""
     nodes = sum(int(g.n_node.sum()) for g in graphs)
     edges = sum(int(g.n_edge.sum()) for g in graphs)
     return edges / max(nodes, 1)
 
 
 def compute_scale_shift(configs: Sequence[Configuration], atomic_numbers: Sequence[int], e0s: Sequence[float]) -> tuple[float, float]:
+    """``(scale, mean residual)``: the RMS force component (eV/Å, taken as the energy scale in eV; 1.0
+    without forces) and the mean of ``(E_g − Σ_i E0[z_i]) / N_g`` (eV/atom; 0.0 without energies)."""
     e0 = dict(zip(atomic_numbers, e0s))
     forces = [c.forces for c in configs if c.forces is not None]
     scale = float(np.sqrt(np.mean(np.concatenate([f.reshape(-1) for f in forces]) ** 2))) if forces else 1.0

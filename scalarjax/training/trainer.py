@@ -8,8 +8,8 @@ Run directory layout::
     RUN_DIR/checkpoints/         orbax: train state (params, optimiser, EMA) + loop state, latest N
     RUN_DIR/best/                orbax: EMA parameters with the best validation score
     RUN_DIR/final_metrics.json   errors of the best parameters on valid (and test) sets; under
-                             "last_ema" the same for the EMA parameters at the end of the run
-RUN_DIR/structure_errors.json  per-structure errors (best and last EMA) on valid and test
+                                 "last_ema" the same for the EMA parameters at the end of the run
+    RUN_DIR/structure_errors.json  per-structure errors (best and last EMA) on valid and test
     RUN_DIR/learning_curve.png, parity_valid.png, parity_test.png
     RUN_DIR/fingerprint.json     model (with statistics) and data (file SHA-256, split settings) the
                                  parameters belong to: decides resume / refuse (scalarjax/run.py)
@@ -83,6 +83,10 @@ def warn_duplicates(train, other, name: str) -> int:
 
 
 def read_split(cfg: RunConfig):
+    """``(train, valid, test)`` lists of configurations from ``cfg.data``: valid from its file, else
+    ``valid_fraction`` of train (at least one) held out with ``split_seed``; train cut to ``max_train``
+    and weighted by ``config_type_weights``. Warns on duplicates across sets; :class:`InputError` for
+    no training file, an empty training set or a training configuration without any label."""
     d = cfg.data
     if not d.train:
         raise InputError("data.train: no training file given")
@@ -113,6 +117,9 @@ def read_split(cfg: RunConfig):
 
 
 def model_with_statistics(cfg: RunConfig, train) -> tuple:
+    """``(model config, train graphs, statistics)``: ``cfg.model`` with the elements of ``train`` added,
+    E0s (eV; the config's if given), ``avg_num_neighbors`` and ``scale`` (eV) fitted on ``train``
+    (:mod:`~scalarjax.training.statistics`) and ``shift`` 0; the statistics as written to statistics.json."""
     zs = tuple(sorted({int(z) for c in train for z in c.species} | set(cfg.model.atomic_numbers)))
     r_max = cfg.model.r_max
     elements = ElementTable(zs)
@@ -142,7 +149,7 @@ def selection_weights(tc) -> LossWeights:
     ``select_over: stage_two``: the first-stage weights (scores compete within stage two only).
     ``select_over: run``: the run's final objective, i.e. the stage-two energy weight when stage two
     is on. With the first-stage weights an epoch before stage two (energy barely fitted, forces a
-    little better) can win over the whole run: seen on aspirin, E 347 vs 7 meV/atom.
+    little better) can win over the whole run (an observed case: docs/performance-notes.md).
     """
     energy = tc.stage_two_energy_weight if tc.select_over == "run" and tc.stage_two_start > 0 else tc.energy_weight
     return LossWeights(energy, tc.forces_weight, tc.stress_weight, tc.huber_delta)
