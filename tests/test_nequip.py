@@ -9,7 +9,10 @@ from physics_utils import captured_intermediates, evaluate_one, molecule
 def _layer_features(pot, atoms):
     """Every layer's output features ``{ir: [N, 2l+1, C]}``."""
     inter = captured_intermediates(pot, atoms)
-    return [{ir: np.asarray(v[: len(atoms)]) for ir, v in inter[f"layer_{t}"]["__call__"][0].items()} for t in range(pot.config.backbone.num_layers)]
+    return [
+        {ir: np.asarray(v[: len(atoms)]) for ir, v in inter[f"layer_{t}"]["__call__"][0].items()}
+        for t in range(pot.config.backbone.num_layers)
+    ]
 
 
 @pytest.mark.parametrize("parity", [True, False])

@@ -282,7 +282,10 @@ def scalarjax_counts() -> dict:
             per_module=per_module,
             per_submodule=per_submodule,
             live_params=dict(total=live_total, per_module=live_per_module, n_atoms=len(atoms)),
-            layer_irreps_out={f"layer_{t}": "+".join(irr) for t, irr in enumerate(layer_irreps(cfg.backbone.num_layers, cfg.backbone.l_max, cfg.backbone.parity))},
+            layer_irreps_out={
+                f"layer_{t}": "+".join(irr)
+                for t, irr in enumerate(layer_irreps(cfg.backbone.num_layers, cfg.backbone.l_max, cfg.backbone.parity))
+            },
         )
     versions = dict(jax=jax.__version__, scalarjax=getattr(scalarjax, "__version__", "repo"))
     return dict(versions=versions, models=out)

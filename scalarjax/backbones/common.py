@@ -11,7 +11,6 @@ import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, natural_irreps
@@ -78,7 +77,7 @@ class SpeciesEmbedding(nn.Module):
     @nn.compact
     def __call__(self, species: jnp.ndarray) -> jnp.ndarray:
         w = self.param("w", lambda k, s: jax.random.normal(k, s, self.dtype), (self.num_species, self.channels))
-        return (w * (1.0 / np.sqrt(self.num_species)))[species][:, None, :]
+        return (w * self.num_species**-0.5)[species][:, None, :]
 
 
 class Convolution(nn.Module):
@@ -121,7 +120,7 @@ class Convolution(nn.Module):
         for ir3, block in agg.items():  # [N, P, 2l+1, C]
             P, c_out = block.shape[1], self.channels_out[ir3]
             W = self.param(f"linear_{ir3}", lambda k, s: jax.random.normal(k, s, self.dtype), (P, C, c_out))
-            A[ir3] = jnp.einsum("npmc,pcd->nmd", block, W * (1.0 / np.sqrt(P * C)))
+            A[ir3] = jnp.einsum("npmc,pcd->nmd", block, W * (P * C) ** -0.5)
         return A
 
 

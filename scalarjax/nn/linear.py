@@ -1,7 +1,9 @@
 """Equivariant linear maps and the radial MLP, written as GEMMs on channels-last features.
 
 All weights are drawn from N(0, 1) and the fan-in normalisation 1/sqrt(fan_in) is applied in the
-forward pass (e3nn's convention), so the initial scale does not depend on the width.
+forward pass (e3nn's convention), so the initial scale does not depend on the width. Constants are
+Python floats, never NumPy scalars: JAX types a NumPy float64 scalar strongly, so under
+``jax_enable_x64`` it would silently promote a float32 model's activations to float64.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from scalarjax.nn.features import Features
 
@@ -38,7 +39,7 @@ class IrrepsLinear(nn.Module):
                 continue
             c_in = x[ir].shape[-1]
             w = self.param(f"w_{ir}", _normal(self.dtype), (c_in, c_out))
-            out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w * (1.0 / np.sqrt(c_in)))
+            out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w * c_in**-0.5)
         return out
 
 
@@ -76,15 +77,15 @@ class SpeciesLinear(nn.Module):
             n, m, c_in = x[ir].shape
             w = self.param(f"w_{ir}", _normal(self.dtype), (S, c_in, c_out))
             if S == 1:
-                out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w[0] * (1.0 / np.sqrt(c_in)))
+                out[ir] = jnp.einsum("nmc,cd->nmd", x[ir], w[0] * c_in**-0.5)
                 continue
             if S > GATHER_ABOVE_SPECIES:
                 species, real = species_index(onehot)
                 w_n = w[species] * real  # [N, C_in, C_out]
-                out[ir] = jnp.einsum("nmc,ncd->nmd", x[ir], w_n * (1.0 / np.sqrt(c_in)))
+                out[ir] = jnp.einsum("nmc,ncd->nmd", x[ir], w_n * c_in**-0.5)
                 continue
             xs = (onehot[:, None, :, None] * x[ir][:, :, None, :]).reshape(n, m, S * c_in)
-            out[ir] = jnp.einsum("nmk,kd->nmd", xs, w.reshape(S * c_in, c_out) * (1.0 / np.sqrt(c_in)))
+            out[ir] = jnp.einsum("nmk,kd->nmd", xs, w.reshape(S * c_in, c_out) * c_in**-0.5)
         return out
 
 
@@ -107,7 +108,7 @@ class MLP(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         for i, width in enumerate(self.features):
             w = self.param(f"w_{i}", _normal(self.dtype), (x.shape[-1], width))
-            x = x @ (w * (1.0 / np.sqrt(x.shape[-1])))
+            x = x @ (w * x.shape[-1] ** -0.5)
             if i < len(self.features) - 1 or self.activate_last:
                 x = normalized_silu(x)
         return x

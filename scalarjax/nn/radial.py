@@ -19,7 +19,7 @@ import numpy as np
 def bessel_basis(r: jnp.ndarray, num_bessel: int, r_max: float, first_mode: int = 1) -> jnp.ndarray:
     """``r``: ``[E]`` distances (Å, > 0) → ``[E, num_bessel]`` (Å⁻¹ᐟ²), modes n = first_mode … first_mode + num_bessel − 1."""
     n = jnp.arange(first_mode, first_mode + num_bessel, dtype=r.dtype)
-    prefactor = np.sqrt(2.0 / r_max)
+    prefactor = float(np.sqrt(2.0 / r_max))  # a Python float: keeps float32 inputs float32 under x64
     return prefactor * jnp.sin(n * (np.pi / r_max) * r[:, None]) / r[:, None]
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import ClassVar, Optional
 
 import flax.linen as nn
@@ -103,18 +104,18 @@ class PANAmplitude(nn.Module):
         cfg, dtype = self.cfg, agg0.dtype
         S, C, H = ctx.onehot.shape[1], agg0.shape[-1], cfg.hidden
         theta = self.param("pair_logits", nn.initializers.zeros, (S, S), dtype)
-        a = jax.nn.softplus(theta) / np.log(2.0)
+        a = jax.nn.softplus(theta) / math.log(2.0)
         r_c = min(cfg.coordination_r_max or ctx.r_max, ctx.r_max)
         n = coordination(ctx, a, cfg.cutoff_p, r_c)
         # a uniform density's estimate of the mean count within r_c (exact for r_c = r_max)
         n_ref = shell_fraction(cfg.cutoff_p) * ctx.avg_num_neighbors * (r_c / ctx.r_max) ** 3
-        ell = (jnp.log(cfg.epsilon + n / n_ref) - np.log(cfg.epsilon + 1.0))[:, None]  # [N, 1]
+        ell = (jnp.log(cfg.epsilon + n / n_ref) - math.log(cfg.epsilon + 1.0))[:, None]  # [N, 1]
         gamma0 = np.zeros(C) if cfg.identity_init else np.linspace(0.0, 1.0, C)
         gamma = self.param("gamma", lambda k, s, d: jnp.asarray(gamma0, d), (C,), dtype)
         bias = self.param("species_log_gain", nn.initializers.zeros, (S, C), dtype)
         w1 = self.param("w1", nn.initializers.normal(1.0), (1, H), dtype)
         w2 = self.param("w2", _out_init(cfg), (H, C), dtype)
-        log_amp = -ell * gamma + ctx.onehot @ bias + normalized_silu(ell @ w1) @ (w2 / np.sqrt(H))
+        log_amp = -ell * gamma + ctx.onehot @ bias + normalized_silu(ell @ w1) @ (w2 * H**-0.5)
         return jnp.exp(log_amp)
 
 
@@ -136,5 +137,5 @@ class PANNeighborWeights(nn.Module):
         q = jnp.concatenate([ctx.onehot[ctx.receivers], ctx.onehot[ctx.senders], radial], axis=-1)
         w1 = self.param("w1", nn.initializers.normal(1.0), (q.shape[-1], H), dtype)
         w2 = self.param("w2", _out_init(self.cfg), (H, C), dtype)
-        beta = jnp.exp(jnp.tanh(normalized_silu(q @ (w1 / np.sqrt(q.shape[-1]))) @ (w2 / np.sqrt(H))))
+        beta = jnp.exp(jnp.tanh(normalized_silu(q @ (w1 * q.shape[-1] ** -0.5)) @ (w2 * H**-0.5)))
         return w0 * beta[:, None, :]

@@ -152,7 +152,7 @@ class PGSEdge(nn.Module):
         width = int(np.prod(w.shape[1:]))
         W = self.param("w", _init(self.cfg), (K, width), w.dtype)
         g = _gate(self, self.cfg, w.shape[-1], w.dtype)
-        return w + (phi @ (W / np.sqrt(K))).reshape(w.shape) * g
+        return w + (phi @ (W * K**-0.5)).reshape(w.shape) * g
 
 
 class PGSReadout(nn.Module):
@@ -173,6 +173,6 @@ class PGSReadout(nn.Module):
         arg = x[:, :, None] * omega * jnp.arange(1, K + 1, dtype=x.dtype)  # [N, C, K]
         psi = jnp.concatenate([jnp.sin(arg) * taper, (jnp.cos(arg) - 1.0) * taper], axis=-1)  # [N, C, 2K]
         a = self.param("coefficients", nn.initializers.normal(1.0), (C, 2 * K), x.dtype)
-        s = jnp.sum(psi * a, axis=-1) / np.sqrt(2 * K)
+        s = jnp.sum(psi * a, axis=-1) * (2 * K) ** -0.5
         W = self.param("w", _init(cfg), (C, C), x.dtype)
-        return x + (s @ (W / np.sqrt(C))) * _gate(self, cfg, C, x.dtype)
+        return x + (s @ (W * C**-0.5)) * _gate(self, cfg, C, x.dtype)
