@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 from ase import Atoms
@@ -10,6 +12,26 @@ from scalarjax.data.configuration import Configuration, full_to_voigt
 from scalarjax.graph.batch import PadSize, batch_graphs, configuration_to_graph, pad_size_for
 
 PAD = PadSize(n_node=80, n_edge=3584, n_graph=4)  # one shape for most tests: one compile
+
+
+@contextlib.contextmanager
+def count_traces():
+    """``with count_traces() as n: ...`` — ``n[0]`` is the number of jaxprs traced inside the block by
+    any jitted function (every jit cache miss traces once, whether or not XLA's persistent cache then
+    serves the compiled program): the recompilation counter of the tests."""
+    from jax import monitoring
+
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            count[0] += 1
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
 
 
 def evaluate(pot, atoms_list, size: PadSize = PAD):

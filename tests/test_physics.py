@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from physics_utils import evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
+from physics_utils import count_traces, evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
 
 RTOL = 1e-10
 
@@ -167,9 +167,13 @@ def test_no_recompilation_within_bucket(tiny_potential):
     size = pad_size_for(graphs[:2])
     pot(batch_graphs(graphs[:2], size))
     before = pot.compile_count
-    pot(batch_graphs(graphs[2:], size))
-    pot(batch_graphs(graphs[1:3], size))
-    assert pot.compile_count == before
+    with count_traces() as traces:
+        pot(batch_graphs(graphs[2:], size))
+        pot(batch_graphs(graphs[1:3], size))
+    assert pot.compile_count == before and traces[0] == 0
+    with count_traces() as traces:  # the counter can fail: a new padded shape is traced
+        pot(batch_graphs(graphs[1:3], pad_size_for(graphs[1:4])))
+    assert traces[0] >= 1
 
 
 @pytest.mark.parametrize("correlation", [1, 4])
