@@ -33,6 +33,7 @@ def figure(nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0), **subplot_kw):
 
 
 def save(fig, path) -> pathlib.Path:
+    """Write ``fig`` to ``path`` at 150 dpi (the format from the suffix), creating its directory; returns the path."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
@@ -40,5 +41,6 @@ def save(fig, path) -> pathlib.Path:
 
 
 def legend(ax, labels) -> None:
+    """A small legend on ``ax``, only when some curve has a label (one unlabelled result needs none)."""
     if any(labels):
         ax.legend(fontsize="small")

@@ -179,6 +179,77 @@ def _band_structure(phonon, band_path, npoints: int) -> dict:
     return {"path": path, "npoints": int(npoints), "segments": segments}
 
 
+def _force_constants(calc, unitcell, supercell, displacement: float, symmetrize: bool):
+    """phonopy's finite-displacement force constants of ``unitcell`` with ``calc`` → (the Phonopy
+    object, the bookkeeping entries of :func:`phonons`' result).
+
+    The forces of the undisplaced supercell (the residual: nonzero away from a stationary point)
+    are subtracted from every displaced one.
+    """
+    try:
+        from phonopy import Phonopy
+    except ImportError as exc:  # pragma: no cover - phonopy becomes a declared dependency
+        raise ImportError("scalarjax.diagnostics.phonons needs phonopy (pip install phonopy)") from exc
+
+    if not np.all(unitcell.get_pbc()):
+        raise ValueError("phonons needs a fully periodic unit cell")
+    smat = _supercell_matrix(supercell)
+    with warnings.catch_warnings():
+        # "auto" is our explicit choice; phonopy ≥4 warns that it differs from its v3 default.
+        warnings.filterwarnings("ignore", message=".*primitive_matrix.*")
+        phonon = Phonopy(_to_phonopy_atoms(unitcell), supercell_matrix=smat, primitive_matrix="auto")
+    phonon.generate_displacements(distance=displacement, is_plusminus="auto")
+
+    def forces_of(patoms) -> np.ndarray:
+        a = _to_ase_atoms(patoms)
+        a.calc = calc
+        return np.asarray(a.get_forces(), dtype=np.float64)
+
+    residual = forces_of(phonon.supercell)
+    phonon.forces = np.array([forces_of(sc) - residual for sc in phonon.supercells_with_displacements])
+    phonon.produce_force_constants(show_drift=False)
+    if symmetrize:
+        phonon.symmetrize_force_constants(show_drift=False)
+    return phonon, {
+        "n_atoms_primitive": int(len(phonon.primitive)),
+        "n_atoms_supercell": int(len(phonon.supercell)),
+        "n_displacements": int(len(phonon.supercells_with_displacements)),
+        "supercell_matrix": smat.tolist(),
+        "displacement_A": float(displacement),
+        "max_residual_force_eV_per_A": float(np.max(np.linalg.norm(residual, axis=1))),
+    }
+
+
+def _gamma_entries(gamma: np.ndarray, acoustic: np.ndarray, n_prim: int) -> dict:
+    """Γ frequencies (THz), the three acoustic ones and the highest optical one (``None`` when the
+    primitive cell has one atom: no optical branch)."""
+    return {
+        "gamma_THz": floats(gamma),
+        "gamma_acoustic_THz": floats(gamma[acoustic]),
+        "gamma_optical_THz": float(np.max(np.delete(gamma, acoustic))) if n_prim > 1 else None,
+    }
+
+
+def _total_dos(phonon, mesh: Sequence[int]) -> tuple[dict, np.ndarray]:
+    """Total DOS on a Γ-centred q-mesh (tetrahedron method) → (the ``dos`` entry, the mesh's frequencies)."""
+    phonon.run_mesh(list(mesh), is_gamma_center=True)  # a shifted even mesh breaks the point group
+    phonon.run_total_dos()
+    frequencies = phonon.mesh.frequencies
+    total = phonon.total_dos
+    dos = {"frequencies_THz": floats(total.frequency_points), "states_per_THz": floats(total.dos), "mesh": [int(m) for m in mesh]}
+    return dos, frequencies
+
+
+def _lowest_frequency(gamma, commensurate, bands: Optional[dict], mesh_frequencies) -> float:
+    """The lowest frequency (THz) seen anywhere: Γ, the commensurate q-points, the bands, the DOS mesh."""
+    lowest = [float(gamma.min()), float(commensurate.min())]
+    if bands is not None:
+        lowest.append(min(float(np.min(s["frequencies_THz"])) for s in bands["segments"]))
+    if mesh_frequencies is not None:
+        lowest.append(float(np.min(mesh_frequencies)))
+    return float(min(lowest))
+
+
 def phonons(
     calc,
     unitcell,
@@ -221,68 +292,67 @@ def phonons(
     * bookkeeping: ``n_atoms_primitive``, ``n_atoms_supercell``, ``n_displacements``,
       ``supercell_matrix``, ``displacement_A``, ``max_residual_force_eV_per_A``.
     """
-    try:
-        from phonopy import Phonopy
-    except ImportError as exc:  # pragma: no cover - phonopy becomes a declared dependency
-        raise ImportError("scalarjax.diagnostics.phonons needs phonopy (pip install phonopy)") from exc
-
-    if not np.all(unitcell.get_pbc()):
-        raise ValueError("phonons needs a fully periodic unit cell")
-    smat = _supercell_matrix(supercell)
-    with warnings.catch_warnings():
-        # "auto" is our explicit choice; phonopy ≥4 warns that it differs from its v3 default.
-        warnings.filterwarnings("ignore", message=".*primitive_matrix.*")
-        phonon = Phonopy(_to_phonopy_atoms(unitcell), supercell_matrix=smat, primitive_matrix="auto")
-    phonon.generate_displacements(distance=displacement, is_plusminus="auto")
-
-    def forces_of(patoms) -> np.ndarray:
-        a = _to_ase_atoms(patoms)
-        a.calc = calc
-        return np.asarray(a.get_forces(), dtype=np.float64)
-
-    residual = forces_of(phonon.supercell)
-    phonon.forces = np.array([forces_of(sc) - residual for sc in phonon.supercells_with_displacements])
-    phonon.produce_force_constants(show_drift=False)
-    if symmetrize:
-        phonon.symmetrize_force_constants(show_drift=False)
-
+    phonon, out = _force_constants(calc, unitcell, supercell, displacement, symmetrize)
     gamma, acoustic = _gamma_modes(phonon)
     qpoints = _commensurate_qpoints(phonon)
     commensurate = np.sort(np.asarray(phonon.run_qpoints(qpoints).frequencies).reshape(-1))
-    n_prim = len(phonon.primitive)
-    lowest = [float(gamma.min()), float(commensurate.min())]
-
-    bands = None
-    if band_path is not None:
-        bands = _band_structure(phonon, band_path, npoints)
-        lowest.append(min(float(np.min(s["frequencies_THz"])) for s in bands["segments"]))
-    dos = None
-    if mesh is not None:
-        phonon.run_mesh(list(mesh), is_gamma_center=True)  # a shifted even mesh breaks the point group
-        phonon.run_total_dos()
-        lowest.append(float(np.min(phonon.mesh.frequencies)))
-        total = phonon.total_dos
-        dos = {"frequencies_THz": floats(total.frequency_points), "states_per_THz": floats(total.dos), "mesh": [int(m) for m in mesh]}
-
+    bands = None if band_path is None else _band_structure(phonon, band_path, npoints)
+    dos, mesh_frequencies = (None, None) if mesh is None else _total_dos(phonon, mesh)
     return {
-        "n_atoms_primitive": int(n_prim),
-        "n_atoms_supercell": int(len(phonon.supercell)),
-        "n_displacements": int(len(phonon.supercells_with_displacements)),
-        "supercell_matrix": smat.tolist(),
-        "displacement_A": float(displacement),
-        "max_residual_force_eV_per_A": float(np.max(np.linalg.norm(residual, axis=1))),
-        "gamma_THz": floats(gamma),
-        "gamma_acoustic_THz": floats(gamma[acoustic]),
-        "gamma_optical_THz": float(np.max(np.delete(gamma, acoustic))) if n_prim > 1 else None,
+        **out,
+        **_gamma_entries(gamma, acoustic, len(phonon.primitive)),
         "commensurate_qpoints": floats(qpoints),
         "commensurate_frequencies_THz": floats(commensurate),
-        "min_frequency_THz": float(min(lowest)),
+        "min_frequency_THz": _lowest_frequency(gamma, commensurate, bands, mesh_frequencies),
         "bands": bands,
         "dos": dos,
     }
 
 
 _GREEK = {"G": "Γ"}
+
+
+def _draw_bands(ax, with_bands: dict, color_of: dict) -> None:
+    """Every result's branches on ``ax``, each segment stretched onto the first result's segment
+    length (results relaxed to different lattice constants line up at the special points)."""
+    ref = next(iter(with_bands.values()))["bands"]
+    starts, x = [], 0.0
+    for seg in ref["segments"]:
+        starts.append(x)
+        x += seg["distances"][-1] - seg["distances"][0]
+    for label, res in with_bands.items():
+        segs = res["bands"]["segments"]
+        if [(s["start"], s["end"]) for s in segs] != [(s["start"], s["end"]) for s in ref["segments"]]:
+            raise ValueError(f"result {label!r} follows another band path; cannot overlay")
+        for k, (seg, ref_seg) in enumerate(zip(segs, ref["segments"])):
+            d = np.asarray(seg["distances"])
+            span = d[-1] - d[0]
+            ref_span = ref_seg["distances"][-1] - ref_seg["distances"][0]
+            xs = starts[k] + (d - d[0]) / (span if span > 0 else 1.0) * ref_span
+            lines = ax.plot(xs, seg["frequencies_THz"], color=color_of[label], lw=1.0)
+            if k == 0 and label:
+                lines[0].set_label(label)  # one legend entry per result, not per branch
+    _special_point_ticks(ax, ref["segments"], starts)
+
+
+def _special_point_ticks(ax, segments: list, starts: list) -> None:
+    """Special-point labels and vertical lines at the segment ends; a break in the path (a segment
+    that does not start where the previous one ended) shares one tick, labelled ``"K|U"``."""
+    ticks, names = [], []
+    for k, seg in enumerate(segments):
+        end_x = starts[k] + seg["distances"][-1] - seg["distances"][0]
+        start_name = _GREEK.get(seg["start"], seg["start"])
+        if k == 0:
+            ticks.append(starts[k])
+            names.append(start_name)
+        elif segments[k - 1]["end"] != seg["start"]:
+            names[-1] = f"{names[-1]}|{start_name}"
+        ticks.append(end_x)
+        names.append(_GREEK.get(seg["end"], seg["end"]))
+    ax.set_xticks(ticks, names)
+    for t in ticks:
+        ax.axvline(t, color="0.8", lw=0.8)
+    ax.set_xlim(ticks[0], ticks[-1])
 
 
 def plot_phonon_bands(results: Mapping, path, reference_THz: Optional[Mapping[str, float]] = None):
@@ -306,38 +376,7 @@ def plot_phonon_bands(results: Mapping, path, reference_THz: Optional[Mapping[st
     color_of = dict(zip(runs, colors))
 
     if with_bands:
-        ref = next(iter(with_bands.values()))["bands"]
-        starts, x = [], 0.0
-        for seg in ref["segments"]:
-            starts.append(x)
-            x += seg["distances"][-1] - seg["distances"][0]
-        for label, res in with_bands.items():
-            segs = res["bands"]["segments"]
-            if [(s["start"], s["end"]) for s in segs] != [(s["start"], s["end"]) for s in ref["segments"]]:
-                raise ValueError(f"result {label!r} follows another band path; cannot overlay")
-            for k, (seg, ref_seg) in enumerate(zip(segs, ref["segments"])):
-                d = np.asarray(seg["distances"])
-                span = d[-1] - d[0]
-                ref_span = ref_seg["distances"][-1] - ref_seg["distances"][0]
-                xs = starts[k] + (d - d[0]) / (span if span > 0 else 1.0) * ref_span
-                lines = ax_b.plot(xs, seg["frequencies_THz"], color=color_of[label], lw=1.0)
-                if k == 0 and label:
-                    lines[0].set_label(label)  # one legend entry per result, not per branch
-        ticks, names = [], []
-        for k, seg in enumerate(ref["segments"]):
-            end_x = starts[k] + seg["distances"][-1] - seg["distances"][0]
-            start_name = _GREEK.get(seg["start"], seg["start"])
-            if k == 0:
-                ticks.append(starts[k])
-                names.append(start_name)
-            elif ref["segments"][k - 1]["end"] != seg["start"]:
-                names[-1] = f"{names[-1]}|{start_name}"
-            ticks.append(end_x)
-            names.append(_GREEK.get(seg["end"], seg["end"]))
-        ax_b.set_xticks(ticks, names)
-        for t in ticks:
-            ax_b.axvline(t, color="0.8", lw=0.8)
-        ax_b.set_xlim(ticks[0], ticks[-1])
+        _draw_bands(ax_b, with_bands, color_of)
     ax_b.axhline(0.0, color="0.6", lw=0.8)
     for name, value in (reference_THz or {}).items():
         ax_b.axhline(value, color="k", ls=":", lw=1.0, label=name)

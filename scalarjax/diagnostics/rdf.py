@@ -76,6 +76,20 @@ def first_peak(
     return None
 
 
+def _pair_selection(atoms, r_max: float, pair: Optional[Sequence[int]]) -> tuple[np.ndarray, int, int]:
+    """One periodic frame → distances (Å) of its selected (A centre, B neighbour) pairs within
+    ``r_max``, over all periodic images, and the counts N_A, N_B (all atoms when ``pair`` is None)."""
+    if not np.all(atoms.get_pbc()):
+        raise ValueError("rdf needs fully periodic frames (g(r) is normalised by the cell volume)")
+    z = atoms.get_atomic_numbers()
+    i, j, d = pair_distances(atoms, r_max)
+    if pair is None:
+        return d, len(atoms), len(atoms)
+    z1, z2 = int(pair[0]), int(pair[1])
+    keep = (z[i] == z1) & (z[j] == z2)
+    return d[keep], int(np.sum(z == z1)), int(np.sum(z == z2))
+
+
 def rdf(
     frames: Any,
     r_max: float,
@@ -103,18 +117,8 @@ def rdf(
     n_a_sum = 0
     closest = np.inf
     for atoms in frames:
-        if not np.all(atoms.get_pbc()):
-            raise ValueError("rdf needs fully periodic frames (g(r) is normalised by the cell volume)")
-        z = atoms.get_atomic_numbers()
+        d, n_a, n_b = _pair_selection(atoms, r_max, pair)
         volume = atoms.get_volume()
-        i, j, d = pair_distances(atoms, r_max)
-        if pair is None:
-            n_a = n_b = len(atoms)
-        else:
-            z1, z2 = int(pair[0]), int(pair[1])
-            keep = (z[i] == z1) & (z[j] == z2)
-            d = d[keep]
-            n_a, n_b = int(np.sum(z == z1)), int(np.sum(z == z2))
         counts += np.histogram(d, bins=edges)[0]
         norm += n_a * n_b / volume
         rho_sum += n_b / volume

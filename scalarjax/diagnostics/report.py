@@ -56,6 +56,9 @@ PRESETS = {
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
+    """How long each diagnostic runs: MD steps, curve points, phonon mesh and supercell.
+    :meth:`quick`: a small budget for smoke tests, too short for meaningful numbers."""
+
     nve_steps: int = 1000
     rdf_equilibrate_steps: int = 500
     rdf_sample_steps: int = 1000
@@ -82,6 +85,8 @@ class Budget:
 
 
 def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
+    """The preset named ``system``, or for ``"auto"`` the one whose element is the run's only one;
+    an :class:`InputError` listing the presets otherwise."""
     from ase.data import chemical_symbols
 
     if system != "auto":
@@ -96,6 +101,8 @@ def preset_for(run_elements: Sequence[int], system: str) -> SystemPreset:
 
 
 def crystal(p: SystemPreset, cubic: bool = True):
+    """The preset's ideal crystal at its lattice constant: the conventional cubic cell, or with
+    ``cubic=False`` ASE's primitive cell."""
     from ase.build import bulk
 
     return bulk(p.symbol, p.lattice, a=p.a, cubic=cubic)
@@ -176,83 +183,104 @@ def diagnose_run(
 ) -> dict:
     """The chosen diagnostics of one calculator. ``state``: the liquid state point
     (:func:`liquid_state_point`); default the preset's temperature at the crystal's density."""
-    from scalarjax import diagnostics as dg
-    from scalarjax.simulation import nve_drift, run_md
-
-    z = crystal(p).numbers[0]
+    runners = {
+        "repulsion": lambda: _repulsion(calc, p, budget, r_data_min),
+        "phonons": lambda: _phonons(calc, p, budget),
+        "nve": lambda: _nve(calc, p, budget, seed),
+        "rdf": lambda: _rdf(calc, p, budget, seed, state),
+    }
     out: dict = {}
     timings: dict = {}
-    if "repulsion" in which:
-        t = time.perf_counter()
-        r_lo = 0.5 * (r_data_min or 2.0)
-        dimer = dg.dimer_curve(calc, z, z, r_min=r_lo, r_max=calc.config.r_max + 0.5, n=budget.dimer_points)
-        comp = dg.compression_curve(calc, crystal(p), scales=np.linspace(0.80, 1.05, budget.compression_points))
-        out["repulsion"] = {
-            "dimer": dimer,
-            "dimer_flags": dg.softening_flags(
-                np.asarray(dimer["r"]), np.asarray(dimer["energy_eV"]), r_data_min, force=np.asarray(dimer["force_eV_per_A"])
-            ),
-            "compression": comp,
-            "r_data_min": r_data_min,
-        }
-        timings["repulsion"] = time.perf_counter() - t
-    if "phonons" in which:
-        t = time.perf_counter()
-        from scalarjax.simulation import relax
-
-        cell = crystal(p, cubic=False)  # phonons at the model's own lattice constant: relax the cell first
-        try:
-            relaxed = relax(cell, calc, fmax=1e-3, steps=200, cell=True, optimizer="BFGS")
-            relaxation = {k: relaxed[k] for k in ("converged", "steps", "max_force", "volume")}
-            relaxation["volume_ratio_to_preset"] = relaxed["volume"] / crystal(p, cubic=False).get_volume()
-        except ValueError as err:  # e.g. a badly trained model collapses the cell: report, use the preset cell
-            cell, relaxation = crystal(p, cubic=False), {"error": str(err)}
-        res = dg.phonons(
-            calc, cell, supercell=budget.phonon_supercell or p.phonon_supercell, mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points
-        )
-        res["relaxation"] = relaxation
-        if p.symbol == "Si":
-            res["reference_gamma_optical_THz"] = {
-                "dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ,
-                "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ,
-            }
-        out["phonons"] = res
-        timings["phonons"] = time.perf_counter() - t
-    if "nve" in which:
-        t = time.perf_counter()
-        atoms = crystal(p).repeat(p.supercell_md)
-        atoms.rattle(0.02, seed=seed)
-        out["nve"] = nve_drift(calc, atoms, budget.nve_steps, p.timestep_fs, 300.0, seed)
-        timings["nve"] = time.perf_counter() - t
-    if "rdf" in which:
-        t = time.perf_counter()
-        state = state or liquid_state_point([], p)
-        temperature = state["temperature_K"]
-        atoms = liquid_cell(p, state["volume_per_atom_A3"])
-        run_md(
-            atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False
-        )
-        frames = []
-        from scalarjax.simulation.md import make_integrator
-
-        dyn = make_integrator(atoms, "nvt", p.timestep_fs, temperature, 0.02, seed=seed + 1)
-        dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
-        dyn.run(budget.rdf_sample_steps)
-        r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)
-        g = dg.rdf(frames, r_max=r_max)
-        out["rdf"] = {
-            **g,
-            "temperature_K": temperature,
-            "volume_per_atom_A3": atoms.get_volume() / len(atoms),
-            "state_point_matched": state["matched"],
-            "n_frames": len(frames),
-            "n_atoms": len(atoms),
-        }
-        if state["frames"]:
-            liquid = dg.liquid_structure(frames, state["frames"], r_max=r_max, seed=seed)
-            out["rdf"]["vs_reference"] = {k: v for k, v in liquid.items() if k not in ("r",)}
-        timings["rdf"] = time.perf_counter() - t
+    for name in DIAGNOSTICS:  # in this order, whatever the order of ``which``
+        if name in which:
+            t = time.perf_counter()
+            out[name] = runners[name]()
+            timings[name] = time.perf_counter() - t
     out["seconds"] = timings
+    return out
+
+
+def _repulsion(calc, p: SystemPreset, budget: Budget, r_data_min: Optional[float]) -> dict:
+    """Homonuclear dimer curve from half the data's shortest distance (1 Å without data) to 0.5 Å
+    past the cutoff, its softening flags, and the crystal's energy and pressure with the cell
+    scaled uniformly by 0.80–1.05."""
+    from scalarjax import diagnostics as dg
+
+    z = crystal(p).numbers[0]
+    r_lo = 0.5 * (r_data_min or 2.0)
+    dimer = dg.dimer_curve(calc, z, z, r_min=r_lo, r_max=calc.config.r_max + 0.5, n=budget.dimer_points)
+    comp = dg.compression_curve(calc, crystal(p), scales=np.linspace(0.80, 1.05, budget.compression_points))
+    return {
+        "dimer": dimer,
+        "dimer_flags": dg.softening_flags(
+            np.asarray(dimer["r"]), np.asarray(dimer["energy_eV"]), r_data_min, force=np.asarray(dimer["force_eV_per_A"])
+        ),
+        "compression": comp,
+        "r_data_min": r_data_min,
+    }
+
+
+def _phonons(calc, p: SystemPreset, budget: Budget) -> dict:
+    """Phonons of the primitive cell relaxed with the model (cell and positions); the preset cell if
+    the relaxation fails. Diamond Si also gets the DFT-PBE and measured Γ optical frequencies."""
+    from scalarjax import diagnostics as dg
+    from scalarjax.simulation import relax
+
+    cell = crystal(p, cubic=False)  # phonons at the model's own lattice constant: relax the cell first
+    try:
+        relaxed = relax(cell, calc, fmax=1e-3, steps=200, cell=True, optimizer="BFGS")
+        relaxation = {k: relaxed[k] for k in ("converged", "steps", "max_force", "volume")}
+        relaxation["volume_ratio_to_preset"] = relaxed["volume"] / crystal(p, cubic=False).get_volume()
+    except ValueError as err:  # e.g. a badly trained model collapses the cell: report, use the preset cell
+        cell, relaxation = crystal(p, cubic=False), {"error": str(err)}
+    res = dg.phonons(
+        calc, cell, supercell=budget.phonon_supercell or p.phonon_supercell, mesh=(budget.phonon_mesh,) * 3, npoints=budget.band_points
+    )
+    res["relaxation"] = relaxation
+    if p.symbol == "Si":
+        res["reference_gamma_optical_THz"] = {
+            "dft_pbe": dg.SI_DFT_PBE_GAMMA_OPTICAL_THZ,
+            "experiment": dg.SI_EXPERIMENT_GAMMA_OPTICAL_THZ,
+        }
+    return res
+
+
+def _nve(calc, p: SystemPreset, budget: Budget, seed: int) -> dict:
+    """Energy drift of NVE MD from 300 K in the preset's MD supercell, rattled by 0.02 Å."""
+    from scalarjax.simulation import nve_drift
+
+    atoms = crystal(p).repeat(p.supercell_md)
+    atoms.rattle(0.02, seed=seed)
+    return nve_drift(calc, atoms, budget.nve_steps, p.timestep_fs, 300.0, seed)
+
+
+def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict]) -> dict:
+    """g(r) of Langevin NVT at the liquid state point (equilibrated, then sampled every
+    ``budget.rdf_every`` steps), and against the reference frames when there are any."""
+    from scalarjax import diagnostics as dg
+    from scalarjax.simulation import run_md
+    from scalarjax.simulation.md import make_integrator
+
+    state = state or liquid_state_point([], p)
+    temperature = state["temperature_K"]
+    atoms = liquid_cell(p, state["volume_per_atom_A3"])
+    run_md(atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
+    frames = []
+    dyn = make_integrator(atoms, "nvt", p.timestep_fs, temperature, 0.02, seed=seed + 1)
+    dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
+    dyn.run(budget.rdf_sample_steps)
+    r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)
+    out = {
+        **dg.rdf(frames, r_max=r_max),
+        "temperature_K": temperature,
+        "volume_per_atom_A3": atoms.get_volume() / len(atoms),
+        "state_point_matched": state["matched"],
+        "n_frames": len(frames),
+        "n_atoms": len(atoms),
+    }
+    if state["frames"]:
+        liquid = dg.liquid_structure(frames, state["frames"], r_max=r_max, seed=seed)
+        out["vs_reference"] = {k: v for k, v in liquid.items() if k not in ("r",)}
     return out
 
 
@@ -267,15 +295,15 @@ def diagnose(
     dtype: Optional[str] = None,
     seed: int = 0,
 ) -> dict:
+    """``scalarjax diagnose``: the diagnostics ``which`` of every run in ``run_dirs`` on one system
+    preset (``"auto"``: the one of the runs' element); ``data`` (a data set, optional) supplies the
+    shortest distance and the reference liquid frames. Writes ``diagnostics.json`` and one PNG per
+    diagnostic to ``out_dir`` (default ``run_dirs[0]/diagnostics``) and returns the report, in which
+    the runs are named by ``labels`` (default: their directory names)."""
     from scalarjax import diagnostics as dg
     from scalarjax.calculator import Calculator
 
-    unknown = set(which) - set(DIAGNOSTICS)
-    if unknown:
-        raise InputError(f"--only: unknown diagnostic(s) {sorted(unknown)}; choose from {DIAGNOSTICS}")
-    labels = list(labels or [pathlib.Path(r).name for r in run_dirs])
-    if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
-        raise InputError(f"--labels: one distinct label per run is needed ({len(run_dirs)} runs, labels {labels})")
+    labels = _check_choices(which, labels, run_dirs)
     out = pathlib.Path(out_dir or pathlib.Path(run_dirs[0]) / "diagnostics")
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget.quick() if quick else Budget()
@@ -298,16 +326,41 @@ def diagnose(
     for label, calc in bar(calcs.items(), len(calcs), "diagnose", unit="run"):
         report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state)
     if "rdf" in which and state["frames"]:
-        first = next(iter(report["results"].values()))["rdf"]
-        report["data_rdf"] = {
-            **dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
-            "n_frames": len(state["frames"]),
-            "temperature_K": state["temperature_K"],
-        }
+        report["data_rdf"] = _data_rdf(state, next(iter(report["results"].values()))["rdf"])
     from scalarjax.fileio import write_json
 
     write_json(out / "diagnostics.json", _plain(report))
-    res = report["results"]
+    _plots(report["results"], report.get("data_rdf"), which, p, r_data_min, out)
+    report["out_dir"] = str(out)
+    return report
+
+
+def _check_choices(which: Sequence[str], labels: Optional[Sequence[str]], run_dirs: Sequence[str]) -> list:
+    """Known diagnostics and one distinct label per run (default: the run directories' names) → the labels."""
+    unknown = set(which) - set(DIAGNOSTICS)
+    if unknown:
+        raise InputError(f"--only: unknown diagnostic(s) {sorted(unknown)}; choose from {DIAGNOSTICS}")
+    labels = list(labels or [pathlib.Path(r).name for r in run_dirs])
+    if len(labels) != len(run_dirs) or len(set(labels)) != len(labels):
+        raise InputError(f"--labels: one distinct label per run is needed ({len(run_dirs)} runs, labels {labels})")
+    return labels
+
+
+def _data_rdf(state: dict, first: dict) -> dict:
+    """g(r) of the reference AIMD frames on the bins of the first run's g(r) (``first``)."""
+    from scalarjax import diagnostics as dg
+
+    return {
+        **dg.rdf(state["frames"], r_max=float(first["r"][-1]) + 0.5 * float(np.diff(first["r"][:2])[0])),
+        "n_frames": len(state["frames"]),
+        "temperature_K": state["temperature_K"],
+    }
+
+
+def _plots(res: dict, data_rdf: Optional[dict], which: Sequence[str], p: SystemPreset, r_data_min: Optional[float], out: pathlib.Path):
+    """One PNG per diagnostic in ``out``, every run overlaid (the data's g(r) with the runs')."""
+    from scalarjax import diagnostics as dg
+
     if "repulsion" in which:
         dg.plot_dimer_curves({k: v["repulsion"]["dimer"] for k, v in res.items()}, out / "dimer.png", r_data_min=r_data_min)
         dg.plot_compression_curves({k: v["repulsion"]["compression"] for k, v in res.items()}, out / "compression.png")
@@ -320,11 +373,9 @@ def diagnose(
         dg.plot_phonon_bands({k: v["phonons"] for k, v in res.items()}, out / "phonons.png", reference_THz=ref)
     if "rdf" in which:
         curves = {k: v["rdf"] for k, v in res.items()}
-        if report.get("data_rdf"):
-            curves["data (AIMD)"] = report["data_rdf"]
+        if data_rdf:
+            curves["data (AIMD)"] = data_rdf
         dg.plot_rdfs(curves, out / "rdf.png", r_data_min=r_data_min)
-    report["out_dir"] = str(out)
-    return report
 
 
 def _plain(x):

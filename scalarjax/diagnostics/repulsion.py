@@ -138,6 +138,23 @@ def softening_flags(
     i.e. where the model was trained: a real fitting error, not extrapolation) and
     ``r_eq_below_data_min`` (the minimum itself lies outside the data: suspicious).
     """
+    r, E, F, source = _sorted_curve(r, E, force)
+    i_eq = int(np.argmin(E))
+    out = _unflagged(r, E, i_eq, source, r_data_min, e_tol)
+    if i_eq == 0:  # no wall: E keeps falling down to the shortest sampled r
+        return out
+    out.update(_wall_flags(F[:i_eq], r[:i_eq], atol, rtol))  # the wall: r < r_eq, increasing r
+    if r_data_min is not None:
+        if out["r_softening"] is not None:
+            out["softening_inside_data"] = bool(out["r_softening"] >= r_data_min)
+        if out["r_non_monotonic"] is not None:
+            out["non_monotonic_inside_data"] = bool(out["r_non_monotonic"] >= r_data_min)
+    return out
+
+
+def _sorted_curve(r, E, force) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """``r``, ``E`` sorted by r and ``F = −dE/dr`` (the given force, else finite differences), with
+    the name of F's source."""
     r = np.asarray(r, dtype=np.float64)
     E = np.asarray(E, dtype=np.float64)
     if r.ndim != 1 or r.shape != E.shape or len(r) < 3:
@@ -147,22 +164,21 @@ def softening_flags(
     if np.any(np.diff(r) <= 0):
         raise ValueError("r has repeated values")
     if force is None:
-        F = -np.gradient(E, r)
-        source = "finite_differences"
-    else:
-        F = np.asarray(force, dtype=np.float64)[order]
-        source = "force"
+        return r, E, -np.gradient(E, r), "finite_differences"
+    return r, E, np.asarray(force, dtype=np.float64)[order], "force"
 
+
+def _unflagged(r: np.ndarray, E: np.ndarray, i_eq: int, source: str, r_data_min: Optional[float], e_tol: float) -> dict[str, Any]:
+    """:func:`softening_flags`' result before the wall is examined: the minimum (``r_eq``,
+    ``E_min``, ``no_wall``, ``multiple_minima``) and every wall flag at its clean value."""
     from scipy.signal import find_peaks
 
-    i_eq = int(np.argmin(E))
-    wall = np.arange(i_eq)  # points with r < r_eq, increasing r
     minima = find_peaks(-E, prominence=e_tol)[0]
-    out: dict[str, Any] = {
+    return {
         "derivative_source": source,
         "r_eq": float(r[i_eq]),
         "E_min": float(E[i_eq]),
-        "n_wall_points": int(len(wall)),
+        "n_wall_points": int(i_eq),
         "no_wall": bool(i_eq == 0),
         "minima_r": floats(r[minima]),
         "multiple_minima": bool(len(minima) > 1),
@@ -181,18 +197,20 @@ def softening_flags(
         "non_monotonic_inside_data": None,
         "r_eq_below_data_min": None if r_data_min is None else bool(r[i_eq] < r_data_min),
     }
-    if len(wall) == 0:
-        return out
 
-    Fw, rw = F[wall], r[wall]
+
+def _wall_flags(Fw: np.ndarray, rw: np.ndarray, atol: float, rtol: float) -> dict:
+    """The wall's entries of :func:`softening_flags` from its forces ``Fw`` at ``rw`` (r < r_eq,
+    increasing r); a flag is set only where a violation exceeds ``tol = atol + rtol · max|F_wall|``."""
     tol = float(atol + rtol * np.max(np.abs(Fw)))
-    out["tol"] = tol
     k_max = int(np.argmax(Fw))
-    out["F_max"] = float(Fw[k_max])
-    out["r_at_F_max"] = float(rw[k_max])
-    out["F_at_r_min"] = float(Fw[0])
-    out["force_max_interior"] = bool(Fw[k_max] - Fw[0] > tol)
-
+    out = {
+        "tol": tol,
+        "F_max": float(Fw[k_max]),
+        "r_at_F_max": float(rw[k_max]),
+        "F_at_r_min": float(Fw[0]),
+        "force_max_interior": bool(Fw[k_max] - Fw[0] > tol),
+    }
     # dE/dr = −F > tol anywhere in the wall: E increases with r there.
     bad = np.flatnonzero(-Fw > tol)
     if len(bad):
@@ -209,12 +227,6 @@ def softening_flags(
         out["softening"] = True
         k_peak = int(np.argmax(inward[: k + 1]))
         out["r_softening"] = float(rw[::-1][k_peak])
-
-    if r_data_min is not None:
-        if out["r_softening"] is not None:
-            out["softening_inside_data"] = bool(out["r_softening"] >= r_data_min)
-        if out["r_non_monotonic"] is not None:
-            out["non_monotonic_inside_data"] = bool(out["r_non_monotonic"] >= r_data_min)
     return out
 
 
