@@ -53,6 +53,8 @@ FRACTIONS = (0.5, 0.2, 0.3)  # bulk, vacancy, surface
 
 
 def write_extxyz(path, configs):
+    """Write ``configs`` (Configurations) to the extxyz file ``path`` with their energy, forces, stress
+    (eV, eV/Å, eV/Å³) and ``config_type``, as ``scalarjax train`` reads them back."""
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -79,7 +81,7 @@ def stratified_split(configs, n_test: int, seed: int):
     return [configs[i] for i in range(len(configs)) if i not in chosen], [configs[i] for i in sorted(chosen)]
 
 
-def main(argv=None):
+def _parse_args(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300, help="configurations to generate")
     ap.add_argument("--n-test", type=int, default=48)
@@ -88,7 +90,73 @@ def main(argv=None):
     ap.add_argument("--md-steps", type=int, default=200)
     ap.add_argument("--out", default="runs/demo")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="run config overrides")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _split_and_write(data, out: pathlib.Path, args, t_start: float) -> None:
+    """Hold out the test split, write both splits to ``out/data/{train,test}.xyz`` and say what was
+    generated (``t_start``: when the generation began)."""
+    train_set, test = stratified_split(data, args.n_test, args.seed)
+    write_extxyz(out / "data" / "train.xyz", train_set)
+    write_extxyz(out / "data" / "test.xyz", test)
+    kinds = {k: sum(c.config_type == k for c in data) for k in ("bulk", "vacancy", "surface")}
+    print(
+        f"generated {len(data)} EMT-labelled Ag configurations ({', '.join(f'{v} {k}' for k, v in kinds.items())}; "
+        f"{len(train_set)} train+valid, {len(test)} test) in {time.perf_counter() - t_start:.1f} s"
+    )
+
+
+def _raw_run_config(out: pathlib.Path, args) -> dict:
+    """The demo's run configuration (before ``--set`` overrides), as a YAML run config would hold it."""
+    return {
+        "model": dict(DEMO_MODEL),
+        "data": {
+            "train": str(out / "data" / "train.xyz"),
+            "test": str(out / "data" / "test.xyz"),
+            "valid_fraction": 0.1,
+            "batch_size": DEMO_BATCH_SIZE,
+        },
+        "training": {"max_epochs": args.epochs, "seed": args.seed, **DEMO_TRAINING},
+        "output": {"run_dir": str(out / "run"), "keep_checkpoints": 1},
+    }
+
+
+def _nve(calc, args) -> dict:
+    """A short NVE run of a 32-atom Ag supercell with the trained calculator; prints its drift."""
+    from ase.build import bulk
+
+    from scalarjax.simulation import nve_drift
+
+    md = nve_drift(calc, bulk("Ag", "fcc", a=4.09, cubic=True).repeat(2), args.md_steps, 2.0, 300.0, args.seed)
+    print(
+        f"\nNVE MD, {md['n_atoms']} Ag atoms, {md['steps']} steps of {md['timestep_fs']} fs from {md['temperature_K']:.0f} K: "
+        f"energy drift {md['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, fluctuation {md['fluctuation_meV_per_atom']:.3f} meV/atom, "
+        f"{md['steps_per_s']:.1f} steps/s after the first, {md['compiles_during_run']} compilation(s) during the run"
+    )
+    return md
+
+
+def _print_test_errors(run_dir: pathlib.Path, metrics: dict) -> float:
+    """Print the held-out test MAE per kind of configuration and the largest epoch-to-epoch rise of
+    the training loss; returns that rise."""
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    losses = [r["train_loss"] for r in rows]
+    spike = max((b / a for a, b in zip(losses, losses[1:])), default=0.0)
+    summary = {
+        k: {"E_meV_per_atom": v["energy_meV_per_atom"]["mae"], "F_meV_per_A": v["forces_meV_per_A"]["mae"]} for k, v in metrics.items()
+    }
+    print(
+        "\nheld-out test MAE by kind: "
+        + ", ".join(f"{k} E {v['E_meV_per_atom']:.2f} meV/atom F {v['F_meV_per_A']:.1f} meV/Å" for k, v in summary.items())
+    )
+    print(f"largest epoch-to-epoch rise of the training loss: {spike:.2f}x")
+    return spike
+
+
+def main(argv=None):
+    """``python -m scalarjax.demo``: generate the data set, train, run NVE MD and print the results
+    (the steps of the module docstring); everything is written under ``--out``."""
+    args = _parse_args(argv)
 
     import shutil
 
@@ -102,26 +170,9 @@ def main(argv=None):
     (out / "data").mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     data = ag_emt_dataset(args.n, args.seed, FRACTIONS)
-    train_set, test = stratified_split(data, args.n_test, args.seed)
-    write_extxyz(out / "data" / "train.xyz", train_set)
-    write_extxyz(out / "data" / "test.xyz", test)
-    kinds = {k: sum(c.config_type == k for c in data) for k in ("bulk", "vacancy", "surface")}
-    print(
-        f"generated {len(data)} EMT-labelled Ag configurations ({', '.join(f'{v} {k}' for k, v in kinds.items())}; "
-        f"{len(train_set)} train+valid, {len(test)} test) in {time.perf_counter() - t:.1f} s"
-    )
+    _split_and_write(data, out, args, t)
 
-    raw = {
-        "model": dict(DEMO_MODEL),
-        "data": {
-            "train": str(out / "data" / "train.xyz"),
-            "test": str(out / "data" / "test.xyz"),
-            "valid_fraction": 0.1,
-            "batch_size": DEMO_BATCH_SIZE,
-        },
-        "training": {"max_epochs": args.epochs, "seed": args.seed, **DEMO_TRAINING},
-        "output": {"run_dir": str(out / "run"), "keep_checkpoints": 1},
-    }
+    raw = _raw_run_config(out, args)
     cfg = load_run_config(raw=raw, overrides=args.set)
     if (out / "run").exists():
         print(f"removing the previous demo run in {out / 'run'}")
@@ -133,29 +184,8 @@ def main(argv=None):
 
     with open(run_dir / "final_metrics.json") as f:
         metrics = json.load(f)["test"]
-    calc = scalarjax.Calculator.from_run(run_dir)
-    from ase.build import bulk
-
-    from scalarjax.simulation import nve_drift
-
-    md = nve_drift(calc, bulk("Ag", "fcc", a=4.09, cubic=True).repeat(2), args.md_steps, 2.0, 300.0, args.seed)
-    print(
-        f"\nNVE MD, {md['n_atoms']} Ag atoms, {md['steps']} steps of {md['timestep_fs']} fs from {md['temperature_K']:.0f} K: "
-        f"energy drift {md['drift_meV_per_atom_per_ps']:+.3f} meV/atom/ps, fluctuation {md['fluctuation_meV_per_atom']:.3f} meV/atom, "
-        f"{md['steps_per_s']:.1f} steps/s after the first, {md['compiles_during_run']} compilation(s) during the run"
-    )
-
-    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
-    losses = [r["train_loss"] for r in rows]
-    spike = max((b / a for a, b in zip(losses, losses[1:])), default=0.0)
-    summary = {
-        k: {"E_meV_per_atom": v["energy_meV_per_atom"]["mae"], "F_meV_per_A": v["forces_meV_per_A"]["mae"]} for k, v in metrics.items()
-    }
-    print(
-        "\nheld-out test MAE by kind: "
-        + ", ".join(f"{k} E {v['E_meV_per_atom']:.2f} meV/atom F {v['F_meV_per_A']:.1f} meV/Å" for k, v in summary.items())
-    )
-    print(f"largest epoch-to-epoch rise of the training loss: {spike:.2f}x")
+    md = _nve(scalarjax.Calculator.from_run(run_dir), args)
+    spike = _print_test_errors(run_dir, metrics)
     total = time.perf_counter() - t_demo
     with open(out / "demo_results.json", "w") as f:
         json.dump(
