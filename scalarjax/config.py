@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Mapping, Optional
 
 import jax
 
-from scalarjax.configtools import _coerce, from_dict, read_yaml  # noqa: F401  (re-exported)
+from scalarjax.configtools import _coerce, from_dict, read_yaml, split_kind  # noqa: F401  (re-exported)
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 
 DTYPES = ("float32", "float64")
@@ -110,16 +110,8 @@ def backbone_from_dict(data: Any, path: str = "model") -> BackboneConfig:
     A key of another backbone names that backbone; wrong types name ``{path}.{key}``."""
     if isinstance(data, BackboneConfig):
         return data
-    if isinstance(data, str):
-        data = {"kind": data}
-    if not isinstance(data, Mapping) or "kind" not in data:
-        raise ConfigTypeError(f"{path}.backbone: expected a backbone name {BACKBONES} or a mapping with a 'kind' key, got {data!r}")
-    data = dict(data)
-    kind = data.pop("kind")
-    if kind not in BACKBONE_CONFIGS:
-        raise InputError(f"{path}.backbone: unknown backbone {kind!r}; choose one of {BACKBONES}")
-    cls = BACKBONE_CONFIGS[kind]
-    hints = typing.get_type_hints(cls)
+    cls, data = split_kind({"kind": data} if isinstance(data, str) else data, BACKBONE_CONFIGS, f"{path}.backbone", "backbone")
+    kind, hints = cls.kind, typing.get_type_hints(cls)
     for key in data:
         if key not in hints or key in ("kind", "radial_defaults"):
             others = [k for k in _owners(key) if k != kind]
@@ -223,7 +215,7 @@ def model_config_from_dict(data: Mapping[str, Any], path: str = "model") -> Mode
     elif isinstance(backbone, str):
         backbone = {"kind": backbone}
     elif not isinstance(backbone, Mapping):
-        raise ConfigTypeError(f"{path}.backbone: expected a backbone name {BACKBONES} or a mapping with a 'kind' key, got {backbone!r}")
+        raise ConfigTypeError(f"{path}.backbone: expected a backbone name or a mapping with a 'kind' key, got {backbone!r}")
     backbone = dict(backbone)
     shared = {f.name for f in dataclasses.fields(ModelConfig)}
     for key in [k for k in data if k not in shared]:

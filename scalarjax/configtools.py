@@ -57,6 +57,19 @@ def from_dict(cls, data: Mapping[str, Any], path: str = "model"):
     return cls(**{k: _coerce(v, hints[k], f"{path}.{k}") for k, v in data.items()})
 
 
+def split_kind(data: Any, registry: Mapping[str, type], path: str, what: str) -> tuple[type, dict]:
+    """``{kind: K, **settings}`` → ``(registry[K], settings)``: the tagged-union form of the backbone
+    and transform configs. A missing ``kind`` is a :class:`ConfigTypeError`, an unknown one an
+    :class:`InputError` naming ``path`` and the known kinds (``what`` names the family in the message)."""
+    if not isinstance(data, Mapping) or "kind" not in data:
+        raise ConfigTypeError(f"{path}: expected a {what} name or a mapping with a 'kind' key, got {data!r}")
+    data = dict(data)
+    kind = data.pop("kind")
+    if kind not in registry:
+        raise InputError(f"{path}: unknown {what} {kind!r}; choose one of {tuple(registry)}")
+    return registry[kind], data
+
+
 def read_yaml(path):
     """The YAML document at ``path`` (``{}`` when empty); invalid YAML is an :class:`InputError` naming the file."""
     import yaml

@@ -173,7 +173,7 @@ def test_transforms_compose_from_config(tmp_path):
 
 
 def test_transform_config_errors():
-    with pytest.raises(ValueError, match=r"model\.scalar_transforms\[1\]\.kind: unknown scalar transform 'pann'"):
+    with pytest.raises(ValueError, match=r"model\.scalar_transforms\[1\]: unknown scalar transform 'pann'"):
         load_model_config(atomic_numbers=(8,), scalar_transforms=[{"kind": "pan"}, {"kind": "pann"}])
     with pytest.raises(KeyError, match=r"model\.scalar_transforms\[0\]: unknown key\(s\) \['hiden'\]"):
         load_model_config(scalar_transforms=[{"kind": "pan", "hiden": 3}])

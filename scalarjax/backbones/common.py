@@ -124,6 +124,14 @@ class Convolution(nn.Module):
         return A
 
 
+def layer_convolution(layer: nn.Module, sh_max_ell: int, channels_out: dict) -> Convolution:
+    """The :class:`Convolution` of a backbone layer module, named ``conv`` inside it. ``layer`` is the
+    calling module (MACE's interaction, NequIP's layer): it supplies ``channels``, ``radial_mlp``,
+    ``layer`` (its index), ``transforms`` and ``dtype``, so every backbone builds it the same way."""
+    shared = {key: getattr(layer, key) for key in ("channels", "radial_mlp", "layer", "transforms", "dtype")}
+    return Convolution(sh_max_ell=sh_max_ell, channels_out=channels_out, name="conv", **shared)
+
+
 class LinearReadout(nn.Module):
     """``[N, C]`` scalars → ``[N]`` energies: ``x @ w / sqrt(C)``."""
 

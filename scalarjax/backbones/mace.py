@@ -23,11 +23,11 @@ import jax.numpy as jnp
 
 from scalarjax.backbones.common import (
     Backbone,
-    Convolution,
     LinearReadout,
     NonLinearReadout,
     SpeciesEmbedding,
     edge_inputs,
+    layer_convolution,
 )
 from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, irreps_to_channels, natural_irreps
@@ -58,17 +58,7 @@ class MACEInteraction(nn.Module):
     def __call__(self, h: Features, sh, ctx) -> tuple[Features, Features]:
         C, S, dtype = self.channels, self.num_species, self.dtype
         sc = SpeciesLinear(irreps_out=self.skip_irreps, num_species=S, dtype=dtype, name="skip")(h, ctx.onehot) if self.residual else {}
-        conv = Convolution(
-            channels=C,
-            sh_max_ell=self.max_ell,
-            channels_out={ir: C for ir in natural_irreps(self.max_ell)},
-            radial_mlp=self.radial_mlp,
-            layer=self.layer,
-            transforms=self.transforms,
-            dtype=dtype,
-            name="conv",
-        )
-        A = conv(h, sh, ctx)
+        A = layer_convolution(self, self.max_ell, {ir: C for ir in natural_irreps(self.max_ell)})(h, sh, ctx)
         if not self.residual:  # MACE's first block: species-indexed linear on the messages instead of a skip
             A = SpeciesLinear(irreps_out={ir: C for ir in A}, num_species=S, dtype=dtype, name="species_linear")(A, ctx.onehot)
         return A, sc

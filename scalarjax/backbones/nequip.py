@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from scalarjax.backbones.common import Backbone, Convolution, SpeciesEmbedding, edge_inputs
+from scalarjax.backbones.common import Backbone, SpeciesEmbedding, edge_inputs, layer_convolution
 from scalarjax.graph.inputs import GraphInputs
 from scalarjax.nn.features import Features, sort_irreps
 from scalarjax.nn.linear import MLP, SpeciesLinear, normalized_silu
@@ -116,17 +116,7 @@ class NequIPLayer(nn.Module):
         C, S, dtype = self.channels, self.num_species, self.dtype
         n_gated = sum(e3nn.Irrep(ir).l > 0 for ir in self.irreps_out)
         channels_out = {ir: C + n_gated * C if ir == "0e" else C for ir in self.irreps_out}
-        conv = Convolution(
-            channels=C,
-            sh_max_ell=self.l_max,
-            channels_out=channels_out,
-            radial_mlp=self.radial_mlp,
-            layer=self.layer,
-            transforms=self.transforms,
-            dtype=dtype,
-            name="conv",
-        )
-        x = conv(h, sh, ctx)
+        x = layer_convolution(self, self.l_max, channels_out)(h, sh, ctx)
         if self.layer == 0:
             x = SpeciesLinear(irreps_out=channels_out, num_species=S, dtype=dtype, name="species_linear")(x, ctx.onehot)
         else:

@@ -77,13 +77,18 @@ def _lookup(atoms, key: str) -> Any:
     return results.get(key)
 
 
+def _numbers(value: Any, message: str) -> np.ndarray:
+    """``value`` as float64 numbers, or an :class:`InputError` with ``message`` (a label that is not numbers)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(message) from None
+
+
 def _energy(value: Any, where: str) -> Optional[float]:
     if value is None:
         return None
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise InputError(f"{where}: energy must be one finite number, got {value!r}") from None
+    arr = _numbers(value, f"{where}: energy must be one finite number, got {value!r}")
     if arr.size != 1 or not np.isfinite(arr).all():
         raise InputError(f"{where}: energy must be one finite number, got {value!r}")
     return float(arr.reshape(()))
@@ -92,10 +97,7 @@ def _energy(value: Any, where: str) -> Optional[float]:
 def _forces(value: Any, n_atoms: int, where: str) -> Optional[np.ndarray]:
     if value is None:
         return None
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise InputError(f"{where}: forces are not numbers") from None
+    arr = _numbers(value, f"{where}: forces are not numbers")
     if arr.shape != (n_atoms, 3):
         raise InputError(f"{where}: forces have shape {arr.shape}, expected ({n_atoms}, 3)")
     if not np.isfinite(arr).all():
@@ -107,10 +109,7 @@ def _tensor(value: Any, name: str, where: str) -> Optional[np.ndarray]:
     """6 (ASE Voigt), 9 or 3x3 numbers -> ``[6]`` Voigt (xx, yy, zz, yz, xz, xy)."""
     if value is None:
         return None
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise InputError(f"{where}: {name} is not numbers: {value!r}") from None
+    arr = _numbers(value, f"{where}: {name} is not numbers: {value!r}")
     if arr.shape == (6,):
         voigt = arr
     elif arr.shape in ((9,), (3, 3)):

@@ -105,17 +105,12 @@ def register_transform(cls: type) -> type:
 
 def transform_from_dict(data, path: str) -> ScalarTransform:
     """``{kind: pan, ...}`` → the registered dataclass (unknown kinds/keys and wrong types name ``path``)."""
-    from scalarjax.configtools import from_dict
+    from scalarjax.configtools import from_dict, split_kind
 
     if isinstance(data, ScalarTransform):
         return data
-    if not isinstance(data, dict) or "kind" not in data:
-        raise TypeError(f"{path}: expected a mapping with a 'kind' key, got {data!r}")
-    data = dict(data)
-    kind = data.pop("kind")
-    if kind not in TRANSFORMS:
-        raise ValueError(f"{path}.kind: unknown scalar transform {kind!r}; registered: {sorted(TRANSFORMS)}")
-    return from_dict(TRANSFORMS[kind], data, path)
+    cls, settings = split_kind(data, TRANSFORMS, path, "scalar transform")
+    return from_dict(cls, settings, path)
 
 
 def transform_to_dict(t: ScalarTransform) -> dict:

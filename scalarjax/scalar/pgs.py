@@ -95,23 +95,28 @@ class PGS(ScalarTransform):
         if self.edge_modes < 0 or self.readout_modes < 0:
             raise ValueError("pgs.edge_modes and pgs.readout_modes must be ≥ 0")
 
-    def _edge(self, placement: str):
-        return functools.partial(PGSEdge, self) if self.edge_modes > 0 and self.edge_placement == placement else None
+    def _module(self, hook: str):
+        """The factory PGS puts at ``hook`` (its edge part at one edge hook, its readout part at one
+        node hook, as the placements choose), or None."""
+        edge = {"weights": "scalar_edge_weights", "input": "edge_scalars"}[self.edge_placement]
+        node = {"readout": "readout", "node": "node_scalars"}[self.readout_placement]
+        if hook == edge and self.edge_modes > 0:
+            return functools.partial(PGSEdge, self)
+        if hook == node and self.readout_modes > 0:
+            return functools.partial(PGSReadout, self)
+        return None
 
     def scalar_edge_weights(self, layer: int):
-        return self._edge("weights")
+        return self._module("scalar_edge_weights")
 
     def edge_scalars(self, layer: int):
-        return self._edge("input")
-
-    def _readout(self, placement: str):
-        return functools.partial(PGSReadout, self) if self.readout_modes > 0 and self.readout_placement == placement else None
+        return self._module("edge_scalars")
 
     def readout(self, layer: int):
-        return self._readout("readout")
+        return self._module("readout")
 
     def node_scalars(self, layer: int):
-        return self._readout("node")
+        return self._module("node_scalars")
 
 
 def _init(cfg: PGS):
