@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -64,6 +65,10 @@ def make_integrator(
     pdamp_fs: float = 1000.0,
     seed: int = 0,
 ):
+    """An ASE integrator for ``ensemble`` (``nve``: velocity Verlet; ``nvt``: Langevin with friction
+    ``friction_per_fs`` in 1/fs and a NumPy generator seeded with ``seed``; ``npt``: isotropic MTK
+    Nosé–Hoover chains at ``pressure_GPa``, thermostat/barostat time constants ``tdamp_fs`` /
+    ``pdamp_fs``, periodic cells only), stepping ``timestep_fs``. It is not run here."""
     from ase import units
 
     dt = timestep_fs * units.fs
@@ -118,8 +123,6 @@ def run_md(
     progress: Optional[bool] = None,
 ) -> dict:
     """Run ``steps`` steps; returns a summary with the logged rows, throughput and drift (NVE)."""
-    import ase.io
-
     if ensemble not in ENSEMBLES:
         raise InputError(f"ensemble {ensemble!r}: choose one of {ENSEMBLES}")
     check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
@@ -130,59 +133,26 @@ def run_md(
     atoms.get_forces()  # compile before the clock starts
     pot = getattr(calc, "potential", None)
     compiles_before = pot.compile_count if pot is not None else 0
-    rows: list[dict] = []
-    # Outputs are created afresh (O_EXCL after unlinking a previous file or a planted symlink), so
-    # they never write through a symlink; callers pick non-clobbering names (scalarjax.fileio.fresh_name).
-    for path in (log, trajectory):
-        if path:
-            Path(path).unlink(missing_ok=True)
-    log_file = open(log, "x") if log else None
-    if log_file:
-        log_file.write("# time_ps E_total_eV E_pot_eV E_kin_eV T_K P_GPa V_A3\n")
-    if trajectory:
-        open(trajectory, "x").close()
-
-    def observe():
-        step = dyn.nsteps
-        e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-        row = {
-            "step": step,
-            "time_ps": step * timestep_fs / 1000,
-            "E_total": e_pot + e_kin,
-            "E_pot": e_pot,
-            "E_kin": e_kin,
-            "T_K": atoms.get_temperature(),
-            "P_GPa": _pressure_GPa(atoms),
-            "V_A3": atoms.get_volume() if all(atoms.pbc) else None,
-        }
-        rows.append(row)
-        if log_file:
-            p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
-            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
-            log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
-        if step:
-            pbar.update(log_interval)
-        pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
-
-    def write_frame():
-        ase.io.write(trajectory, atoms, format="extxyz", append=True)
-
+    log_file = _fresh_outputs(log, trajectory)
     from scalarjax.progress import bar
 
     pbar = bar(None, steps, f"MD {ensemble}", progress, unit="step")
-    dyn.attach(observe, interval=log_interval)
+    observer = _Observer(atoms, dyn, timestep_fs, log_interval, log_file, pbar)
+    dyn.attach(observer.observe, interval=log_interval)
     if trajectory:
-        dyn.attach(write_frame, interval=traj_interval)
+        import ase.io
+
+        dyn.attach(lambda: ase.io.write(trajectory, atoms, format="extxyz", append=True), interval=traj_interval)
     t0 = time.perf_counter()
     dyn.run(steps)
     seconds = time.perf_counter() - t0
     pbar.close()
     if log_file:
         log_file.close()
-    n = len(atoms)
+    rows = observer.rows
     summary = {
         "ensemble": ensemble,
-        "n_atoms": n,
+        "n_atoms": len(atoms),
         "steps": steps,
         "timestep_fs": timestep_fs,
         "temperature_K": temperature_K,
@@ -191,13 +161,74 @@ def run_md(
         "compiles_during_run": (pot.compile_count - compiles_before) if pot is not None else None,
         "rows": rows,
     }
-    e = np.array([r["E_total"] for r in rows]) / n
-    t = np.array([r["time_ps"] for r in rows])
     if len(rows) > 2:
-        summary["drift_meV_per_atom_per_ps"] = 1e3 * float(np.polyfit(t, e, 1)[0])
-        summary["fluctuation_meV_per_atom"] = 1e3 * float(np.std(e))
-        summary["mean_T_K"] = float(np.mean([r["T_K"] for r in rows[len(rows) // 2 :]]))
+        summary.update(_energy_statistics(rows, len(atoms)))
     return summary
+
+
+def _fresh_outputs(log: Optional[Path], trajectory: Optional[Path]):
+    """Create the log (with its header; returned open) and an empty trajectory, whichever are asked for.
+
+    Outputs are created afresh (O_EXCL after unlinking a previous file or a planted symlink), so
+    they never write through a symlink; callers pick non-clobbering names (scalarjax.fileio.fresh_name).
+    """
+    for path in (log, trajectory):
+        if path:
+            Path(path).unlink(missing_ok=True)
+    log_file = open(log, "x") if log else None
+    if log_file:
+        log_file.write("# time_ps E_total_eV E_pot_eV E_kin_eV T_K P_GPa V_A3\n")
+    if trajectory:
+        open(trajectory, "x").close()
+    return log_file
+
+
+@dataclass
+class _Observer:
+    """Attached to the integrator every ``log_interval`` steps: one row of observables (eV, K, GPa,
+    Å³) to ``rows``, to the log file and to the progress bar."""
+
+    atoms: Any
+    dyn: Any
+    timestep_fs: float
+    log_interval: int
+    log_file: Any
+    pbar: Any
+    rows: list = field(default_factory=list)
+
+    def observe(self) -> None:
+        atoms, step = self.atoms, self.dyn.nsteps
+        e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+        row = {
+            "step": step,
+            "time_ps": step * self.timestep_fs / 1000,
+            "E_total": e_pot + e_kin,
+            "E_pot": e_pot,
+            "E_kin": e_kin,
+            "T_K": atoms.get_temperature(),
+            "P_GPa": _pressure_GPa(atoms),
+            "V_A3": atoms.get_volume() if all(atoms.pbc) else None,
+        }
+        self.rows.append(row)
+        if self.log_file:
+            p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
+            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
+            self.log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
+        if step:
+            self.pbar.update(self.log_interval)
+        self.pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
+
+
+def _energy_statistics(rows: list, n_atoms: int) -> dict:
+    """Drift (meV/atom/ps: slope of a linear fit of E_total/N against time), fluctuation (meV/atom:
+    standard deviation of E_total/N) and the mean temperature over the second half of the rows."""
+    e = np.array([r["E_total"] for r in rows]) / n_atoms
+    t = np.array([r["time_ps"] for r in rows])
+    return {
+        "drift_meV_per_atom_per_ps": 1e3 * float(np.polyfit(t, e, 1)[0]),
+        "fluctuation_meV_per_atom": 1e3 * float(np.std(e)),
+        "mean_T_K": float(np.mean([r["T_K"] for r in rows[len(rows) // 2 :]])),
+    }
 
 
 def nve_drift(calc, atoms, steps: int = 1000, timestep_fs: float = 2.0, temperature_K: float = 300.0, seed: int = 0) -> dict:
