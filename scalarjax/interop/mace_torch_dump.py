@@ -1,7 +1,9 @@
 """Step 1 of the mace-torch import: a torch ``.model`` file → plain arrays + JSON (needs torch).
 
-This file imports only numpy, torch, e3nn and (indirectly, to unpickle) mace — never scalarjax —
-so it runs unchanged in a separate torch environment::
+This file and its sibling :mod:`scalarjax.interop.mace_torch_blocks` (the per-block dumpers, loaded
+by path when this file is not imported as part of the package) import only numpy, torch, e3nn and
+(indirectly, to unpickle) mace — never scalarjax — so they run unchanged in a separate torch
+environment::
 
     /path/to/torch-venv/bin/python scalarjax/interop/mace_torch_dump.py MODEL_FILE -o DUMP.npz
 
@@ -31,35 +33,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
 
 import numpy as np
 
+if __package__:  # imported as scalarjax.interop.mace_torch_dump (or run with python -m)
+    from scalarjax.interop import mace_torch_blocks as blocks
+else:  # run as a file, or loaded by path, where scalarjax need not be importable: the sibling file
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "mace_torch_blocks", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mace_torch_blocks.py")
+    )
+    blocks = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(blocks)
+
+Unsupported = blocks.Unsupported
+
 FORMAT = "scalarjax-mace-torch-dump/1"
 SUPPORTED_MODELS = ("MACE", "ScaleShiftMACE")
 SUPPORTED_INTERACTIONS = ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteractionBlock")
 
 
-class Unsupported(ValueError):
-    """The file is not a mace-torch model, or uses an architecture/option the import cannot reproduce."""
-
-
-def _torch():
-    import torch
-
-    # e3nn 0.4.4 (mace-torch 0.3's pin) torch.load()s its own constants, which contain `slice`:
-    # torch >= 2.6 refuses that under weights_only=True unless it is allow-listed.
-    if hasattr(torch.serialization, "add_safe_globals"):
-        torch.serialization.add_safe_globals([slice])
-    return torch
-
-
 def load_model(path: str):
     """Unpickle a mace-torch ``.model`` file (a whole pickled ``torch.nn.Module``) on the CPU."""
-    torch = _torch()
+    torch = blocks.import_torch()
     import warnings
 
     warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support")
@@ -87,168 +87,28 @@ def load_model(path: str):
     return model
 
 
-def _f(x) -> float:
-    return float(x.detach().cpu().double().reshape(-1)[0]) if hasattr(x, "detach") else float(x)
-
-
-def _a(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy().copy()
-
-
-def _check_class(obj, names, what):
-    name = type(obj).__name__
-    if name not in names:
-        raise Unsupported(f"{what}: {name} is not supported (supported: {', '.join(names)})")
-    return name
-
-
-def _linear(lin, prefix: str, arrays: dict, what: str) -> list:
-    """o3.Linear → effective blocks ``{prefix}.{k}`` and their instructions (irreps by slot)."""
-    from e3nn import o3
-
-    if not isinstance(lin, o3.Linear):
-        raise Unsupported(
-            f"{what}: {type(lin).__name__} is not e3nn's o3.Linear (cuequivariance/openequivariance layers are not supported)"
-        )
-    out = []
-    for k, ins, w in lin.weight_views(yield_instruction=True):
-        if ins.i_in == -1:
-            raise Unsupported(f"{what}: linear layers with biases are not supported")
-        name = f"{prefix}.{k}"
-        arrays[name] = _a(w) * ins.path_weight
-        out.append(
-            {
-                "i_in": ins.i_in,
-                "ir_in": str(lin.irreps_in[ins.i_in].ir),
-                "i_out": ins.i_out,
-                "ir_out": str(lin.irreps_out[ins.i_out].ir),
-                "array": name,
-            }
-        )
-    return out
-
-
-def _act_post(act, what: str) -> float:
-    """normalize2mom(silu) → its multiplicative constant (1 when e3nn treats it as the identity)."""
-    torch = _torch()
-    f = getattr(act, "f", None)
-    if f is not torch.nn.functional.silu:
-        raise Unsupported(f"{what}: activation {getattr(f, '__name__', f)!r} is not supported (only silu)")
-    return 1.0 if getattr(act, "_is_id", False) else float(act.cst)
-
-
-def _radial_mlp(net, prefix: str, arrays: dict, what: str) -> dict:
-    torch = _torch()
-    layers = [m for m in net.children()]
-    ws, posts = [], []
-    for i, layer in enumerate(layers):
-        w = _a(layer.weight)
-        if layer.act is not None:
-            arrays[f"{prefix}.w{i}"] = w / math.sqrt(layer.h_in * layer.var_in)
-            posts.append(_act_post(layer.act, what) * math.sqrt(layer.var_out))
-            if i == len(layers) - 1:
-                raise Unsupported(f"{what}: an activation on the radial MLP's output is not supported")
-        else:
-            if i != len(layers) - 1:
-                raise Unsupported(f"{what}: a radial MLP hidden layer without activation is not supported")
-            arrays[f"{prefix}.w{i}"] = w / math.sqrt(layer.h_in * layer.var_in / layer.var_out)
-        ws.append(f"{prefix}.w{i}")
-    del torch
-    return {"weights": ws, "post": posts, "widths": [int(layers[0].h_in)] + [int(l.h_out) for l in layers]}
-
-
-def _cg(arrays: dict, l1: int, l2: int, l3: int) -> str:
-    from e3nn import o3
-
-    key = f"cg.{l1}.{l2}.{l3}"
-    if key not in arrays:
-        arrays[key] = _a(o3.wigner_3j(l1, l2, l3))
-    return key
-
-
-def _conv_tp(tp, arrays: dict, what: str) -> list:
-    from e3nn import o3
-
-    if not isinstance(tp, o3.TensorProduct) or type(tp).__name__ not in ("TensorProduct",):
-        raise Unsupported(f"{what}: {type(tp).__name__} is not e3nn's o3.TensorProduct (fused/accelerated kernels are not supported)")
-    out, offset = [], 0
-    for ins in tp.instructions:
-        ir1, mul_ir2, ir3 = tp.irreps_in1[ins.i_in1].ir, tp.irreps_in2[ins.i_in2], tp.irreps_out[ins.i_out].ir
-        if ins.connection_mode != "uvu" or not ins.has_weight or mul_ir2.mul != 1:
-            raise Unsupported(f"{what}: tensor-product instruction mode {ins.connection_mode!r} is not supported (only 'uvu')")
-        if mul_ir2.ir.p != (-1) ** mul_ir2.ir.l:
-            raise Unsupported(f"{what}: edge attributes {mul_ir2.ir} are not spherical harmonics of natural parity")
-        size = int(np.prod(ins.path_shape))
-        out.append(
-            {
-                "ir1": str(ir1),
-                "l2": mul_ir2.ir.l,
-                "ir3": str(ir3),
-                "i_out": ins.i_out,
-                "offset": offset,
-                "size": size,
-                "path_weight": float(ins.path_weight),
-                "cg": _cg(arrays, ir1.l, mul_ir2.ir.l, ir3.l),
-            }
-        )
-        offset += size
-    if offset != tp.weight_numel:
-        raise Unsupported(f"{what}: unexpected tensor-product weight layout")
-    return out
-
-
-def _skip_tp(tp, prefix: str, arrays: dict, num_species: int, what: str) -> dict:
-    """FullyConnectedTensorProduct(x, one-hot) → ``{ir: name of [S, C_in, C_out]}`` effective blocks."""
-    from e3nn import o3
-
-    if not isinstance(tp, o3.FullyConnectedTensorProduct):
-        raise Unsupported(f"{what}: {type(tp).__name__} is not e3nn's FullyConnectedTensorProduct")
-    if tp.irreps_in2 != o3.Irreps(f"{num_species}x0e"):
-        raise Unsupported(f"{what}: node attributes {tp.irreps_in2} are not a one-hot of {num_species} species")
-    out = {}
-    for _, ins, w in tp.weight_views(yield_instruction=True):
-        ir1, ir3 = tp.irreps_in1[ins.i_in1].ir, tp.irreps_out[ins.i_out].ir
-        if ins.connection_mode != "uvw" or ir1 != ir3:
-            raise Unsupported(f"{what}: unexpected skip tensor-product instruction {ins}")
-        cg = _a(o3.wigner_3j(ir1.l, 0, ir1.l))[:, 0, :]
-        c = cg[0, 0]
-        if np.abs(cg - c * np.eye(ir1.dim)).max() > 1e-12:
-            raise Unsupported(f"{what}: Clebsch-Gordan (l, 0, l) is not proportional to the identity")
-        key = str(ir3)
-        if key in out:
-            raise Unsupported(f"{what}: several skip paths into {key} are not supported")
-        name = f"{prefix}.{key}"
-        arrays[name] = np.transpose(_a(w), (1, 0, 2)) * (ins.path_weight * c)  # [S, C_in, C_out]
-        out[key] = name
-    return out
-
-
-def _symmetric_contraction(sc, prefix: str, arrays: dict, what: str) -> dict:
-    name = type(sc).__name__
-    if name != "SymmetricContraction" or not hasattr(sc, "contractions"):
-        raise Unsupported(f"{what}: {name} is not mace's SymmetricContraction (cuequivariance kernels are not supported)")
-    irreps_out = [str(mul_ir.ir) for mul_ir in sc.irreps_out]
-    out = {"irreps_in": str(sc.irreps_in), "irreps_out": irreps_out, "outputs": {}}
-    for L, c in zip(irreps_out, sc.contractions):
-        entry = []
-        for nu in range(1, c.correlation + 1):
-            U = _a(c.U_tensors(nu))
-            if U.ndim == nu + 1:  # L = 0: mace drops the M axis
-                U = U[None]
-            w = c.weights_max if nu == c.correlation else c.weights[c.correlation - 1 - nu]
-            arrays[f"{prefix}.{L}.U{nu}"] = U
-            arrays[f"{prefix}.{L}.w{nu}"] = _a(w)
-            entry.append({"nu": nu, "U": f"{prefix}.{L}.U{nu}", "w": f"{prefix}.{L}.w{nu}"})
-        out["outputs"][L] = entry
-    return out
-
-
 def dump_model(model) -> tuple[dict, dict]:
     """A mace-torch model → (``{name: float64 array}``, JSON-able hyper-parameters and layout)."""
-    torch = _torch()
-    from e3nn import o3
+    model_class = _check_model(model)
+    arrays: dict = {}
+    max_ell = _radial_and_angular(model, arrays)
+    meta = _model_meta(model, model_class, max_ell)
+    meta["embedding"] = blocks.linear(model.node_embedding.linear, "embedding", arrays, "node_embedding")
+    if len(model.products) != len(model.interactions):
+        raise Unsupported("interactions and products differ in number")
+    for t, (inter, prod) in enumerate(zip(model.interactions, model.products)):
+        meta["layers"].append(_layer(t, inter, prod, arrays, len(meta["atomic_numbers"])))
+    meta["readouts"].extend(_readouts(model, arrays))
+    _record_versions(meta)
+    return arrays, meta
 
-    model_class = _check_class(model, SUPPORTED_MODELS, "model class")
+
+def _check_model(model) -> str:
+    """The model's class name, after refusing what the import cannot reproduce: several heads, ZBL
+    pair repulsion, joint embeddings."""
+    torch = blocks.import_torch()
+
+    model_class = blocks.check_class(model, SUPPORTED_MODELS, "model class")
     if not isinstance(model, torch.nn.Module):
         raise Unsupported("not a torch module")
     heads = list(getattr(model, "heads", None) or ["Default"])
@@ -261,19 +121,23 @@ def dump_model(model) -> tuple[dict, dict]:
     ):
         if what and getattr(model, attr, False):
             raise Unsupported(f"{what} is not supported")
-    arrays: dict = {}
-    zs = [int(z) for z in model.atomic_numbers.tolist()]
-    S = len(zs)
+    return model_class
 
-    # Radial basis and cutoff.
+
+def _radial_and_angular(model, arrays: dict) -> int:
+    """Checks the radial basis (Bessel, polynomial cutoff applied before the radial MLP) and the
+    spherical harmonics (normalised, component normalisation, natural parity); dumps the Bessel
+    frequencies; returns max_ell."""
+    from e3nn import o3
+
     radial = model.radial_embedding
     if getattr(radial, "apply_cutoff", True) is False:
         raise Unsupported("apply_cutoff=False (envelope applied after the radial MLP) is not supported")
     if hasattr(radial, "distance_transform"):
         raise Unsupported(f"distance_transform {type(radial.distance_transform).__name__} is not supported")
-    _check_class(radial.bessel_fn, ("BesselBasis",), "radial_type")
-    _check_class(radial.cutoff_fn, ("PolynomialCutoff",), "radial cutoff")
-    arrays["radial.bessel_weights"] = _a(radial.bessel_fn.bessel_weights)
+    blocks.check_class(radial.bessel_fn, ("BesselBasis",), "radial_type")
+    blocks.check_class(radial.cutoff_fn, ("PolynomialCutoff",), "radial cutoff")
+    arrays["radial.bessel_weights"] = blocks.to_numpy(radial.bessel_fn.bessel_weights)
     sh = model.spherical_harmonics
     if not (getattr(sh, "normalize", True) and getattr(sh, "normalization", "component") == "component"):
         raise Unsupported("spherical harmonics must be normalize=True, normalization='component'")
@@ -281,92 +145,103 @@ def dump_model(model) -> tuple[dict, dict]:
     max_ell = sh_irreps.lmax
     if sh_irreps != o3.Irreps.spherical_harmonics(max_ell):
         raise Unsupported(f"spherical harmonics {sh_irreps} (use_so3 or other parities) are not supported")
+    return max_ell
 
+
+def _model_meta(model, model_class: str, max_ell: int) -> dict:
+    """The model-wide hyper-parameters: species, cutoff and Bessel basis, E0s, scale and shift (1 and
+    0 for plain ``MACE``); ``layers`` and ``readouts`` empty, to be filled."""
+    radial = model.radial_embedding
+    zs = [int(z) for z in model.atomic_numbers.tolist()]
     meta = {
         "format": FORMAT,
         "model_class": model_class,
         "atomic_numbers": zs,
-        "r_max": _f(model.r_max),
-        "cutoff_r_max": _f(radial.cutoff_fn.r_max),
-        "bessel_r_max": _f(radial.bessel_fn.r_max),
-        "bessel_prefactor": _f(radial.bessel_fn.prefactor),
+        "r_max": blocks.to_float(model.r_max),
+        "cutoff_r_max": blocks.to_float(radial.cutoff_fn.r_max),
+        "bessel_r_max": blocks.to_float(radial.bessel_fn.r_max),
+        "bessel_prefactor": blocks.to_float(radial.bessel_fn.prefactor),
         "num_bessel": int(radial.bessel_fn.bessel_weights.numel()),
         "num_polynomial_cutoff": int(radial.cutoff_fn.p),
         "max_ell": int(max_ell),
         "num_interactions": len(model.interactions),
-        "atomic_energies": _a(model.atomic_energies_fn.atomic_energies).reshape(-1).tolist(),
+        "atomic_energies": blocks.to_numpy(model.atomic_energies_fn.atomic_energies).reshape(-1).tolist(),
         "scale": 1.0,
         "shift": 0.0,
         "layers": [],
         "readouts": [],
     }
-    if len(meta["atomic_energies"]) != S:
-        raise Unsupported(f"atomic_energies has {len(meta['atomic_energies'])} entries for {S} species (multi-head E0s?)")
+    if len(meta["atomic_energies"]) != len(zs):
+        raise Unsupported(f"atomic_energies has {len(meta['atomic_energies'])} entries for {len(zs)} species (multi-head E0s?)")
     if model_class == "ScaleShiftMACE":
-        scale, shift = _a(model.scale_shift.scale).reshape(-1), _a(model.scale_shift.shift).reshape(-1)
+        scale, shift = blocks.to_numpy(model.scale_shift.scale).reshape(-1), blocks.to_numpy(model.scale_shift.shift).reshape(-1)
         if scale.size != 1 or shift.size != 1:
             raise Unsupported("per-head scale/shift is not supported")
         meta["scale"], meta["shift"] = float(scale[0]), float(shift[0])
+    return meta
 
-    # Embedding.
-    emb = _linear(model.node_embedding.linear, "embedding", arrays, "node_embedding")
-    meta["embedding"] = emb
 
-    if len(model.products) != len(model.interactions):
-        raise Unsupported("interactions and products differ in number")
-    for t, (inter, prod) in enumerate(zip(model.interactions, model.products)):
-        what = f"interactions.{t}"
-        cls = _check_class(inter, SUPPORTED_INTERACTIONS, what)
-        if getattr(inter, "conv_fusion", None):
-            raise Unsupported(f"{what}: fused convolution kernels are not supported")
-        if str(o3.Irreps(inter.edge_irreps)) != str(o3.Irreps(inter.node_feats_irreps)):
-            raise Unsupported(f"{what}: edge_irreps {inter.edge_irreps} differing from the node features are not supported")
-        if getattr(prod, "use_agnostic_product", False):
-            raise Unsupported("use_agnostic_product (species-independent product weights) is not supported")
-        layer = {
-            "interaction_class": cls,
-            "avg_num_neighbors": float(inter.avg_num_neighbors),
-            "node_feats_irreps": str(o3.Irreps(inter.node_feats_irreps)),
-            "target_irreps": str(o3.Irreps(inter.target_irreps)),
-            "hidden_irreps": str(o3.Irreps(inter.hidden_irreps)),
-            "linear_up": _linear(inter.linear_up, f"l{t}.linear_up", arrays, f"{what}.linear_up"),
-            "radial_mlp": _radial_mlp(inter.conv_tp_weights, f"l{t}.radial", arrays, f"{what}.conv_tp_weights"),
-            "conv_tp": _conv_tp(inter.conv_tp, arrays, f"{what}.conv_tp"),
-            "conv_tp_irreps_out": str(inter.conv_tp.irreps_out),
-            "linear": _linear(inter.linear, f"l{t}.linear", arrays, f"{what}.linear"),
-            "skip": _skip_tp(inter.skip_tp, f"l{t}.skip", arrays, S, f"{what}.skip_tp"),
-            "product": _symmetric_contraction(prod.symmetric_contractions, f"l{t}.product", arrays, f"products.{t}"),
-            "product_use_sc": bool(prod.use_sc),
-            "product_linear": _linear(prod.linear, f"l{t}.product_linear", arrays, f"products.{t}.linear"),
-        }
-        meta["layers"].append(layer)
+def _layer(t: int, inter, prod, arrays: dict, num_species: int) -> dict:
+    """Interaction block ``t`` and its product block → their layout (arrays dumped into ``arrays``)."""
+    from e3nn import o3
 
+    what = f"interactions.{t}"
+    cls = blocks.check_class(inter, SUPPORTED_INTERACTIONS, what)
+    if getattr(inter, "conv_fusion", None):
+        raise Unsupported(f"{what}: fused convolution kernels are not supported")
+    if str(o3.Irreps(inter.edge_irreps)) != str(o3.Irreps(inter.node_feats_irreps)):
+        raise Unsupported(f"{what}: edge_irreps {inter.edge_irreps} differing from the node features are not supported")
+    if getattr(prod, "use_agnostic_product", False):
+        raise Unsupported("use_agnostic_product (species-independent product weights) is not supported")
+    return {
+        "interaction_class": cls,
+        "avg_num_neighbors": float(inter.avg_num_neighbors),
+        "node_feats_irreps": str(o3.Irreps(inter.node_feats_irreps)),
+        "target_irreps": str(o3.Irreps(inter.target_irreps)),
+        "hidden_irreps": str(o3.Irreps(inter.hidden_irreps)),
+        "linear_up": blocks.linear(inter.linear_up, f"l{t}.linear_up", arrays, f"{what}.linear_up"),
+        "radial_mlp": blocks.radial_mlp(inter.conv_tp_weights, f"l{t}.radial", arrays, f"{what}.conv_tp_weights"),
+        "conv_tp": blocks.conv_tp(inter.conv_tp, arrays, f"{what}.conv_tp"),
+        "conv_tp_irreps_out": str(inter.conv_tp.irreps_out),
+        "linear": blocks.linear(inter.linear, f"l{t}.linear", arrays, f"{what}.linear"),
+        "skip": blocks.skip_tp(inter.skip_tp, f"l{t}.skip", arrays, num_species, f"{what}.skip_tp"),
+        "product": blocks.symmetric_contraction(prod.symmetric_contractions, f"l{t}.product", arrays, f"products.{t}"),
+        "product_use_sc": bool(prod.use_sc),
+        "product_linear": blocks.linear(prod.linear, f"l{t}.product_linear", arrays, f"products.{t}.linear"),
+    }
+
+
+def _readouts(model, arrays: dict) -> list:
+    """One readout per interaction: linear ones, then a one-hidden-layer MLP (silu) after the last."""
     if len(model.readouts) != len(model.interactions):
         raise Unsupported(
             f"{len(model.readouts)} readouts for {len(model.interactions)} interactions "
             "(use_last_readout_only or a single interaction) are not supported"
         )
+    out = []
     for t, ro in enumerate(model.readouts):
-        name = type(ro).__name__
-        last = t == len(model.readouts) - 1
-        if not last:
-            _check_class(ro, ("LinearReadoutBlock",), f"readouts.{t}")
-            meta["readouts"].append({"kind": "linear", "linear": _linear(ro.linear, f"r{t}.linear", arrays, f"readouts.{t}")})
-        else:
-            _check_class(ro, ("NonLinearReadoutBlock",), f"readouts.{t}")
-            acts = list(ro.non_linearity.acts)
-            if len(acts) != 1:
-                raise Unsupported(f"readouts.{t}: MLP irreps {ro.hidden_irreps} with several blocks are not supported")
-            meta["readouts"].append(
-                {
-                    "kind": "mlp",
-                    "mlp_irreps": str(ro.hidden_irreps),
-                    "linear_1": _linear(ro.linear_1, f"r{t}.linear_1", arrays, f"readouts.{t}.linear_1"),
-                    "post": _act_post(acts[0], f"readouts.{t}.non_linearity"),
-                    "linear_2": _linear(ro.linear_2, f"r{t}.linear_2", arrays, f"readouts.{t}.linear_2"),
-                }
-            )
-        del name
+        if t != len(model.readouts) - 1:
+            blocks.check_class(ro, ("LinearReadoutBlock",), f"readouts.{t}")
+            out.append({"kind": "linear", "linear": blocks.linear(ro.linear, f"r{t}.linear", arrays, f"readouts.{t}")})
+            continue
+        blocks.check_class(ro, ("NonLinearReadoutBlock",), f"readouts.{t}")
+        acts = list(ro.non_linearity.acts)
+        if len(acts) != 1:
+            raise Unsupported(f"readouts.{t}: MLP irreps {ro.hidden_irreps} with several blocks are not supported")
+        out.append(
+            {
+                "kind": "mlp",
+                "mlp_irreps": str(ro.hidden_irreps),
+                "linear_1": blocks.linear(ro.linear_1, f"r{t}.linear_1", arrays, f"readouts.{t}.linear_1"),
+                "post": blocks.act_post(acts[0], f"readouts.{t}.non_linearity"),
+                "linear_2": blocks.linear(ro.linear_2, f"r{t}.linear_2", arrays, f"readouts.{t}.linear_2"),
+            }
+        )
+    return out
+
+
+def _record_versions(meta: dict) -> None:
+    """``meta["versions"]``: the mace-torch, e3nn and torch versions, where they can be found (provenance only)."""
     try:
         from importlib import metadata
 
@@ -376,7 +251,6 @@ def dump_model(model) -> tuple[dict, dict]:
         del mace
     except Exception:  # noqa: BLE001 - provenance only
         pass
-    return arrays, meta
 
 
 def save_dump(arrays: dict, meta: dict, out_npz: str) -> None:
@@ -402,7 +276,9 @@ def save_dump(arrays: dict, meta: dict, out_npz: str) -> None:
 
 
 def dump_file(model_file: str, out_npz: str) -> None:
-    torch = _torch()
+    """Dump the mace-torch ``.model`` file ``model_file`` (evaluated in float64, whatever its dtype,
+    which is recorded as ``source_dtype``) to ``OUT.npz`` + ``OUT.json``."""
+    torch = blocks.import_torch()
     model = load_model(model_file)
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     source_dtype = str(params[0].dtype).replace("torch.", "") if params else "unknown"
@@ -414,6 +290,8 @@ def dump_file(model_file: str, out_npz: str) -> None:
 
 
 def main(argv=None) -> int:
+    """Command line: ``mace_torch_dump.py MODEL_FILE -o OUT.npz``; exit status 2 with one line on
+    stderr for a model the import cannot reproduce."""
     ap = argparse.ArgumentParser(description="dump a mace-torch .model file for `scalarjax import-mace` (needs torch, mace-torch)")
     ap.add_argument("model_file")
     ap.add_argument("-o", "--out", required=True, help="OUT.npz (OUT.json is written beside it)")
