@@ -92,7 +92,32 @@ class NequIPConfig(BackboneConfig):
             raise InputError("model: num_layers and num_features must be positive and l_max ≥ 0")
 
 
-BACKBONE_CONFIGS: dict[str, type] = {"mace": MACEConfig, "nequip": NequIPConfig}
+@dataclasses.dataclass(frozen=True)
+class AllegroConfig(BackboneConfig):
+    """Allegro (Musaelian et al. 2023), strictly local; nequip-allegro's names. Defaults: the
+    reference's model builder (``FullAllegroEnergyModel``: 2 layers, 64 scalar and 16 tensor features,
+    one hidden layer of 64 in the two-body and latent MLPs, 32 in the readout; 8 Bessel functions and
+    p = 6 of its ``TwoBodyBesselScalarEmbed``), with l_max 2 (required there; our NequIP's) and
+    r_max 5 Å like every backbone. ``model.radial_mlp`` is the hidden widths of the two-body MLP."""
+
+    kind: ClassVar[str] = "allegro"
+    radial_defaults: ClassVar[dict] = {"radial_mlp": (64,), "num_polynomial_cutoff": 6}
+    num_layers: int = 2
+    l_max: int = 2
+    parity: bool = True  # both parities in the tensor features (changes nothing for 2 layers)
+    num_scalar_features: int = 64  # F, the edge scalar latent (even: half per species embedding)
+    num_tensor_features: int = 16  # U, channels per irrep of the tensor features
+    latent_mlp: tuple[int, ...] = (64,)  # hidden widths of each layer's latent MLP
+    readout_mlp: tuple[int, ...] = (32,)  # hidden widths of the edge-energy MLP
+
+    def __post_init__(self):
+        if self.num_layers < 1 or self.l_max < 0 or self.num_tensor_features < 1:
+            raise InputError("model: num_layers and num_tensor_features must be positive and l_max ≥ 0")
+        if self.num_scalar_features < 2 or self.num_scalar_features % 2:
+            raise InputError(f"model.num_scalar_features: {self.num_scalar_features} must be even and ≥ 2 (half per species embedding)")
+
+
+BACKBONE_CONFIGS: dict[str, type] = {"mace": MACEConfig, "nequip": NequIPConfig, "allegro": AllegroConfig}
 BACKBONES = tuple(BACKBONE_CONFIGS)
 
 

@@ -13,13 +13,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scalarjax.backbones.allegro import Allegro
 from scalarjax.backbones.mace import MACE
 from scalarjax.backbones.nequip import NequIP
 from scalarjax.config import ModelConfig
 from scalarjax.graph.inputs import GraphInputs
 
 # backbone kind (:data:`scalarjax.config.BACKBONE_CONFIGS`) → its Flax module
-BACKBONE_CLASSES = {"mace": MACE, "nequip": NequIP}
+BACKBONE_CLASSES = {"mace": MACE, "nequip": NequIP, "allegro": Allegro}
 
 
 class AtomicEnergyModel(nn.Module):

@@ -40,6 +40,19 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+
+@pytest.fixture(autouse=True)
+def _nan_inf_tripwire(request):
+    """Every jitted computation's outputs are checked for NaN/inf (``jax_debug_nans``/``_infs``): a
+    non-finite value anywhere fails the test where it arises instead of surfacing as a wrong number
+    later. Tests that feed non-finite values on purpose opt out with ``@pytest.mark.nonfinite``."""
+    if request.node.get_closest_marker("nonfinite"):
+        yield
+        return
+    with jax.debug_nans(True), jax.debug_infs(True):
+        yield
+
+
 # A tiny MACE (fast to compile) that still exercises every path: two species, max_ell 2,
 # correlation 3, two interactions, non-trivial E0s and shift.
 TINY = {
@@ -68,7 +81,19 @@ TINY_NEQUIP = {
     "l_max": 2,
     "num_features": 8,
 }
-TINY_BY_BACKBONE = {"mace": TINY, "nequip": TINY_NEQUIP}
+# A tiny Allegro: two layers, l_max 2 (11 and 3 product paths), 8 scalar and 4 tensor features.
+TINY_ALLEGRO = {
+    **{k: v for k, v in TINY_NEQUIP.items() if k not in ("num_layers", "l_max", "num_features")},
+    "backbone": "allegro",
+    "radial_mlp": (8,),
+    "num_layers": 2,
+    "l_max": 2,
+    "num_scalar_features": 8,
+    "num_tensor_features": 4,
+    "latent_mlp": (8,),
+    "readout_mlp": (8,),
+}
+TINY_BY_BACKBONE = {"mace": TINY, "nequip": TINY_NEQUIP, "allegro": TINY_ALLEGRO}
 
 # Both scalar-pathway transforms with every option on and visibly non-identity weights at init.
 TINY_TRANSFORMS = (

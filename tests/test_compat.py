@@ -16,7 +16,6 @@ import jax
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import TINY_VARIANTS
 from physics_utils import evaluate
 
 from scalarjax.config import load_model_config
@@ -42,7 +41,8 @@ def _structures(golden):
     return out
 
 
-@pytest.mark.parametrize("variant", list(TINY_VARIANTS))
+# the variants the fixtures were written for (backbones added later have no fixture)
+@pytest.mark.parametrize("variant", list(json.loads((COMPAT / "golden.json").read_text())["variants"]))
 def test_same_energy_forces_stress_as_the_fixture_commit(golden, variant):
     meta = json.loads((COMPAT / "golden.json").read_text())
     config = load_model_config(meta["variants"][variant])

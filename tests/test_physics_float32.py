@@ -3,7 +3,7 @@ gradients, images and padding as test_physics.py (float64), with tolerances floa
 
 Each check has a float32 budget well above round-off (≈1e-7 relative per operation, amplified by a
 few hundred operations) and far below what a real bug gives (an equivariance slip, a missing
-factor or a sign in F or σ changes the result by O(1)). Both backbones, with PAN+PGS attached so
+factor or a sign in F or σ changes the result by O(1)). Every backbone, with PAN+PGS attached so
 that every hook is exercised.
 """
 
@@ -25,7 +25,7 @@ def rel_err(a, b):
     return np.max(np.abs(a - b)) / np.max(np.abs(b))
 
 
-@pytest.fixture(scope="module", params=["mace+pan+pgs", "nequip+pan+pgs"])
+@pytest.fixture(scope="module", params=["mace+pan+pgs", "nequip+pan+pgs", "allegro+pan+pgs"])
 def pot32(request):
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential

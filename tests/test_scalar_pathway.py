@@ -80,8 +80,10 @@ def test_identity_init_gives_the_base_model(base):
 
 
 def _conv_outputs(pot, atoms):
-    """Every convolution's aggregated messages ``{ir: [N, 2l+1, C]}``, keyed by module path."""
-    return flatten_dict(captured_intermediates(pot, atoms, lambda m, name: type(m).__name__ == "Convolution"))
+    """Every convolution's aggregated messages ``{ir: [N, 2l+1, C]}`` (Allegro: every environment),
+    keyed by module path."""
+    aggregations = ("Convolution", "AllegroEnvironment")
+    return flatten_dict(captured_intermediates(pot, atoms, lambda m, name: type(m).__name__ in aggregations))
 
 
 def test_l_greater_than_zero_messages_untouched(base):

@@ -104,3 +104,60 @@ def channelwise_tp_aggregate(
         agg = jax.ops.segment_sum(m, receivers, num_segments=num_nodes)
         out.setdefault(ir3, []).append(agg.reshape(num_nodes, P, d3, -1))
     return {ir3: parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1) for ir3, parts in out.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeTPPlan:
+    """Static description of a channelwise ("uuu") product of two equivariant features of the same
+    edge (Allegro's ``V_ij ⊗ Γ_i``): every path ``ir1 ⊗ ir2 → ir3`` with ``ir3`` in the target.
+
+    ``pairs``: per ``(ir1, ir2)`` the Clebsch–Gordan block ``C [2l1+1, 2l2+1, Σ_p (2l3+1)]`` (times
+    sqrt(2l3+1)) of its paths, their outputs ``ir3`` and their path indices (position in ``paths``)."""
+
+    paths: tuple[tuple[str, str, str], ...]  # (ir1, ir2, ir3), sorted by (ir3, ir1, ir2)
+    pairs: tuple[tuple[str, str, np.ndarray, tuple[str, ...], tuple[int, ...]], ...]
+
+    @property
+    def num_paths(self) -> int:
+        return len(self.paths)
+
+
+@functools.cache
+def edge_tp_plan(irreps1: tuple[str, ...], irreps2: tuple[str, ...], irreps_target: tuple[str, ...]) -> EdgeTPPlan:
+    """The plan (cached) of :func:`edge_tensor_product`."""
+    paths = sorted(
+        (
+            (ir1, ir2, str(ir3))
+            for ir1 in irreps1
+            for ir2 in irreps2
+            for ir3 in e3nn.Irrep(ir1) * e3nn.Irrep(ir2)
+            if str(ir3) in irreps_target
+        ),
+        key=lambda p: (e3nn.Irrep(p[2]), e3nn.Irrep(p[0]), e3nn.Irrep(p[1])),
+    )
+    pairs = []
+    for ir1 in sort_irreps({p[0] for p in paths}):
+        for ir2 in sort_irreps({p[1] for p in paths if p[0] == ir1}):
+            idx = tuple(i for i, p in enumerate(paths) if p[:2] == (ir1, ir2))
+            l1, l2 = e3nn.Irrep(ir1).l, e3nn.Irrep(ir2).l
+            blocks = [e3nn.clebsch_gordan(l1, l2, e3nn.Irrep(paths[i][2]).l) * np.sqrt(2 * e3nn.Irrep(paths[i][2]).l + 1) for i in idx]
+            pairs.append((ir1, ir2, np.concatenate(blocks, axis=-1), tuple(paths[i][2] for i in idx), idx))
+    return EdgeTPPlan(tuple(paths), tuple(pairs))
+
+
+def edge_tensor_product(plan: EdgeTPPlan, x1: Features, x2: Features, weights: jnp.ndarray) -> Features:
+    """``out[ir3][e, M, u] = Σ_{p: → ir3} W[p, u] Σ_{m1, m2} C^p_{m1 m2 M} x1[ir1][e, m1, u] x2[ir2][e, m2, u]``.
+
+    Args: ``x1``, ``x2`` ``{ir: [E, 2l+1, U]}`` (same channels ``U``); ``weights`` ``[P, U]`` (one per
+    path and channel). Returns ``{ir3: [E, 2l3+1, U]}`` for every target irrep some path reaches.
+    """
+    out: dict = {}
+    for ir1, ir2, cg, outs, idx in plan.pairs:
+        y = jnp.einsum("emu,enu,mnk->eku", x1[ir1], x2[ir2], jnp.asarray(cg, x1[ir1].dtype))  # [E, Σ(2l3+1), U]
+        start = 0
+        for ir3, p in zip(outs, idx):
+            d3 = 2 * e3nn.Irrep(ir3).l + 1
+            term = y[:, start : start + d3, :] * weights[p]
+            out[ir3] = term if ir3 not in out else out[ir3] + term
+            start += d3
+    return out
