@@ -4,7 +4,8 @@ the same recipe and budget (e.g. MACE and NequIP on mlearn Si and rMD17 aspirin)
     python experiments/compare_backbones.py --out experiments/results/backbones.json \\
         --run "mlearn Si|MACE|runs/compare_si/scalarjax" --run "mlearn Si|NequIP|runs/nequip_si" ...
 
-Each ``--run`` is ``DATASET|LABEL|RUN_DIR``; the run's own ``final_metrics.json`` (best EMA
+Each ``--run`` is ``DATASET|LABEL|RUN_DIR``; ``--include FILE`` adds the rows of an earlier results
+JSON (runs trained by an earlier command, e.g. MACE and NequIP next to a new backbone); the run's own ``final_metrics.json`` (best EMA
 parameters, selected on validation) gives the errors, its ``metrics.jsonl`` the epochs and the
 summed epoch wall time. Writes the JSON and a markdown table next to it.
 """
@@ -46,9 +47,12 @@ def summarise(dataset: str, label: str, run_dir: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", required=True, metavar="DATASET|LABEL|RUN_DIR")
+    ap.add_argument("--include", action="append", default=[], help="rows of an earlier results JSON (runs trained before)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    rows = [summarise(*spec.split("|")) for spec in args.run]
+    rows = [{**r, "from": path} for path in args.include for r in json.loads(pathlib.Path(path).read_text())["runs"]]
+    rows += [summarise(*spec.split("|")) for spec in args.run]
+    rows.sort(key=lambda r: r["dataset"])
     out = pathlib.Path(args.out)
     out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "machine": platform.platform(), "runs": rows}, indent=1))
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
