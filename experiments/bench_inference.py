@@ -1,5 +1,6 @@
 """Steady-state inference benchmark: E+F (molecules) and E+F+S (periodic) for the default models
-of every backbone (medium MACE; NequIP with 4 layers, l_max 2, 32 features), timed in one run.
+of every backbone (medium MACE; NequIP with 4 layers, l_max 2, 32 features; Allegro with its
+reference's builder defaults), timed in one run.
 
 Cases: one rMD17 aspirin (21 atoms), a batch of 10 aspirins, the 64-atom mlearn Si cell (first
 AIMD-NVT frame of test.json) and its 2×2×2 supercell (512 atoms). Each dtype runs in its own
@@ -155,6 +156,7 @@ def main():
         "models": {
             "mace": "MACE medium (r_max 5, 8 Bessel, p=5, max_ell 3, 64x0e+64x1o, correlation 3, 2 interactions, MLP 16x0e)",
             "nequip": "NequIP (r_max 5, 8 Bessel, p=6, 4 layers, l_max 2, 32 features, parity, 2x64 radial MLP, resnet)",
+            "allegro": "Allegro (r_max 5, 8 Bessel, p=6, 2 layers, l_max 2, 64 scalar / 16 tensor features, MLPs 64/64/32)",
         },
     }
     import e3nn_jax

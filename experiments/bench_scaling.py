@@ -34,13 +34,15 @@ def run_size(backbone: str, n_atoms: int, dtype: str) -> dict:
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from scalarjax.config import load_model_config
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import batch_graphs
     from scalarjax.potential import Potential
 
     reps = round((n_atoms / 8) ** (1 / 3))
     atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(reps)
     atoms.rattle(0.05, seed=0)
     pot = Potential(load_model_config({"backbone": backbone, "atomic_numbers": [14], "avg_num_neighbors": 20.0, "dtype": dtype}), seed=0)
-    batch = jax.device_put(pot.graphs([atoms]))
+    batch = jax.device_put(batch_graphs(pot.graphs([Configuration.from_atoms(atoms)])))
     fn = pot.function(compute_stress=True)
     t = time.perf_counter()
     jax.block_until_ready(fn(pot.params, batch))
