@@ -41,6 +41,23 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 
+# The longest tests (notebook kernels, multi-process training, CLI runs) start first: with two
+# workers (pytest-xdist hands out the first tests round-robin), no long test is left to run alone at the end.
+SLOW_FIRST = (
+    "test_notebooks.py",
+    "test_parallel.py",
+    "test_simulation.py::test_diagnose_command_compares_runs",
+    "test_robustness.py::test_sigkill",
+    "test_training.py::test_resume_is_exact_and_run_loads",
+    "test_finetune.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = lambda item: next((i for i, key in enumerate(SLOW_FIRST) if key in item.nodeid), len(SLOW_FIRST))
+    items.sort(key=rank)  # stable: the rest keeps its order
+
+
 @pytest.fixture(autouse=True)
 def _nan_inf_tripwire(request):
     """Every jitted computation's outputs are checked for NaN/inf (``jax_debug_nans``/``_infs``): a
