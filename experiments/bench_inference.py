@@ -86,7 +86,7 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
     from scalarjax.config import load_model_config
     from scalarjax.data.configuration import Configuration
     from scalarjax.flops import VARIANTS
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph
+    from scalarjax.graph.batch import batch_graphs
     from scalarjax.potential import Potential
 
     results = {}
@@ -108,7 +108,7 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
     init_s = (time.perf_counter() - t0) / 2
     for name, (atoms_list, stress) in cases.items():
         pot = pots[name.split("_")[0]]
-        graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, pot.config.r_max) for a in atoms_list]
+        graphs = pot.graphs(Configuration.from_atoms(a) for a in atoms_list)
         batch = jax.device_put(batch_graphs(graphs))
         fn = pot.function(compute_stress=stress)
         t = time.perf_counter()

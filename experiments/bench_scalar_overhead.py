@@ -36,7 +36,7 @@ def main():
     from scalarjax.config import load_model_config
     from scalarjax.data.configuration import Configuration
     from scalarjax.flops import VARIANTS
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph
+    from scalarjax.graph.batch import batch_graphs
     from scalarjax.potential import Potential
 
     cases = structures(args.data)
@@ -56,7 +56,7 @@ def main():
                     }
                 )
                 pot = Potential(cfg, seed=0)
-                graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, cfg.r_max) for a in atoms_list]
+                graphs = pot.graphs(Configuration.from_atoms(a) for a in atoms_list)
                 batch = jax.device_put(batch_graphs(graphs))
                 fn = pot.function(compute_stress=stress)
                 jax.block_until_ready(fn(pot.params, batch))

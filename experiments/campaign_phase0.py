@@ -123,13 +123,12 @@ def small_systems(pot, r_dimer=2.3, r_far=4.8):
     from ase import Atoms
 
     from scalarjax.data.configuration import Configuration
-    from scalarjax.graph.batch import configuration_to_graph
 
     z = pot.config.atomic_numbers[0]
     out = {}
     for name, r in (("dimer", r_dimer), ("far_neighbour", r_far)):
         atoms = Atoms(numbers=[z, z], positions=[[0, 0, 0], [r, 0, 0]])
-        g = configuration_to_graph(Configuration.from_atoms(atoms), pot.elements, pot.config.r_max)
+        g = pot.graph(Configuration.from_atoms(atoms))
         _, amps = collect(pot, [g], 1)
         first = sorted(amps)[0] if amps else None
         out[name] = {"r_A": r, **(percentiles(amps[first]) if first else {})}

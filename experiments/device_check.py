@@ -131,7 +131,7 @@ def timings(data_dir: str, dtype: str, case_names, deadline: float) -> dict:
 
     from scalarjax.config import load_model_config
     from scalarjax.data.configuration import Configuration
-    from scalarjax.graph.batch import batch_graphs, configuration_to_graph
+    from scalarjax.graph.batch import batch_graphs
     from scalarjax.potential import Potential
 
     base = structures(data_dir)
@@ -150,7 +150,7 @@ def timings(data_dir: str, dtype: str, case_names, deadline: float) -> dict:
         pot = pots[(14,) if name.startswith("si") else (1, 6, 8)]
         try:
             t = time.perf_counter()
-            graphs = [configuration_to_graph(Configuration.from_atoms(a), pot.elements, pot.config.r_max) for a in atoms_list]
+            graphs = pot.graphs(Configuration.from_atoms(a) for a in atoms_list)
             nl_s = time.perf_counter() - t
             batch = jax.device_put(batch_graphs(graphs))
             fn = pot.function(compute_stress=stress)

@@ -262,11 +262,11 @@ def scalarjax_counts() -> dict:
 
         from scalarjax.backbones.nequip import layer_irreps
         from scalarjax.data.configuration import Configuration
-        from scalarjax.graph.batch import batch_graphs, configuration_to_graph
+        from scalarjax.graph.batch import batch_graphs
         from scalarjax.potential import make_energy_fn
 
         atoms = test_structure(name)
-        graph = batch_graphs([configuration_to_graph(Configuration.from_atoms(atoms, source="test"), pot.elements, cfg.r_max)])
+        graph = batch_graphs([pot.graph(Configuration.from_atoms(atoms, source="test"))])
         energy_fn = make_energy_fn(pot.model.apply, cfg.r_max, pot.dtype)
         pos = graph.nodes["positions"].astype(pot.dtype)
         strain = jnp.zeros((graph.n_node.shape[0], 3, 3), pot.dtype)
