@@ -121,32 +121,29 @@ class AllegroEnvironment(nn.Module):
 class AllegroLayer(nn.Module):
     """One layer: environment Γ of every centre, the product ``V ⊗ Γ`` on each edge, the latent MLP.
 
-    Returns ``(V^{t+1} {ir: [E, 2l+1, U]}, h^{t+1} [E, F], w^{t+1} [E, n, U] or None)``."""
+    ``settings``: the :class:`~scalarjax.config.AllegroConfig`. Returns ``(V^{t+1} {ir: [E, 2l+1, U]},
+    h^{t+1} [E, F], w^{t+1} [E, n, U] or None after the last layer)``."""
 
-    scalar_features: int
-    tensor_features: int
-    l_max: int
+    settings: object
     irreps_out: tuple[str, ...]
-    latent_mlp: tuple[int, ...]
     layer: int
-    last: bool
     transforms: tuple = ()
-    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, V: Features, latents: list, env_w: jnp.ndarray, sh: jnp.ndarray, ctx) -> tuple:
-        U, n = self.tensor_features, self.l_max + 1
-        env = AllegroEnvironment(l_max=self.l_max, layer=self.layer, transforms=self.transforms, name="environment")(env_w, sh, ctx)
+        bb = self.settings
+        F, U, n = bb.num_scalar_features, bb.num_tensor_features, bb.l_max + 1
+        env = AllegroEnvironment(l_max=bb.l_max, layer=self.layer, transforms=self.transforms, name="environment")(env_w, sh, ctx)
         env_e = {ir: block[ctx.receivers] for ir, block in env.items()}
-        tp = edge_tp_plan(tuple(sorted(V)), natural_irreps(self.l_max), self.irreps_out)
-        W = self.param("tp_weights", lambda k, s: jax.random.normal(k, s, self.dtype), (tp.num_paths, U))
+        tp = edge_tp_plan(tuple(sorted(V)), natural_irreps(bb.l_max), self.irreps_out)
+        dtype = sh.dtype  # the model's dtype
+        W = self.param("tp_weights", lambda k, s: jax.random.normal(k, s, dtype), (tp.num_paths, U))
         V_next = edge_tensor_product(tp, V, env_e, W)
-        width = self.scalar_features + (0 if self.last else n * U)
+        last = self.layer == bb.num_layers - 1
         inputs = jnp.concatenate([*latents, V_next["0e"][:, 0, :]], axis=-1)
-        out = MLP(features=tuple(self.latent_mlp) + (width,), dtype=self.dtype, name="latent_mlp")(inputs)
-        h = out[:, : self.scalar_features]
-        w = None if self.last else out[:, self.scalar_features :].reshape(-1, n, U)
-        return V_next, h, w
+        out = MLP(features=tuple(bb.latent_mlp) + (F + (0 if last else n * U),), dtype=dtype, name="latent_mlp")(inputs)
+        w = None if last else out[:, F:].reshape(-1, n, U)
+        return V_next, out[:, :F], w
 
 
 class Allegro(Backbone):
@@ -168,18 +165,7 @@ class Allegro(Backbone):
         latents, env_w = [first[:, :F]], first[:, F:].reshape(-1, n, U)
 
         for t, irreps_out in enumerate(allegro_layer_irreps(bb.num_layers, bb.l_max, bb.parity)):
-            layer = AllegroLayer(
-                scalar_features=F,
-                tensor_features=U,
-                l_max=bb.l_max,
-                irreps_out=irreps_out,
-                latent_mlp=bb.latent_mlp,
-                layer=t,
-                last=t == bb.num_layers - 1,
-                transforms=self.transforms,
-                dtype=dtype,
-                name=f"layer_{t}",
-            )
+            layer = AllegroLayer(settings=bb, irreps_out=irreps_out, layer=t, transforms=self.transforms, name=f"layer_{t}")
             V, h, env_w = layer(V, latents, env_w, sh, ctx)
             latents.append(pathway.node_scalars(self.transforms, h, ctx, t))
 
