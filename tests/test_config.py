@@ -48,9 +48,13 @@ def test_set_overrides_reach_the_backbone_in_either_form(tmp_path):
 @pytest.mark.parametrize(
     "model, error, match",
     [
-        ({"num_layers": 3}, ValueError, r"model\.num_layers: a nequip setting, but model\.backbone is 'mace'"),
+        ({"num_layers": 3}, ValueError, r"model\.num_layers: a nequip/allegro setting, but model\.backbone is 'mace'"),
         ({"backbone": {"kind": "nequip", "correlation": 2}}, ValueError, r"model\.correlation: a mace setting"),
-        ({"backbone": "allegro9"}, ValueError, r"model\.backbone: unknown backbone 'allegro9'; choose one of \('mace', 'nequip'\)"),
+        (
+            {"backbone": "allegro9"},
+            ValueError,
+            r"model\.backbone: unknown backbone 'allegro9'; choose one of \('mace', 'nequip', 'allegro'\)",
+        ),
         ({"backbone": {"num_layers": 2}}, TypeError, r"model\.backbone: expected a backbone name"),
         ({"backbone": {"kind": "mace", "max_ell": 2}, "max_ell": 3}, ValueError, r"model\.max_ell: given twice"),
         ({"max_ell": "three"}, TypeError, r"model\.max_ell: expected an integer"),

@@ -63,7 +63,7 @@ def test_backbone_settings_are_checked():
     bb = cfg.backbone
     assert (bb.num_layers, bb.l_max, bb.num_features, cfg.radial_mlp, cfg.num_polynomial_cutoff) == (4, 2, 32, (64, 64), 6)
     assert bb.kind == "nequip" and load_model_config().backbone.kind == "mace"
-    with pytest.raises(ValueError, match=r"model\.num_layers: a nequip setting"):
+    with pytest.raises(ValueError, match=r"model\.num_layers: a nequip/allegro setting"):
         load_model_config(num_layers=3)
     with pytest.raises(ValueError, match=r"model\.correlation: a mace setting"):
         load_model_config(backbone="nequip", correlation=2)
