@@ -47,6 +47,19 @@ def evaluate(pot, atoms_list, size: PadSize = PAD):
     return energies, forces, stresses
 
 
+def strained_pair(atoms: Atoms, a: int, b: int, h: float) -> list:
+    """``atoms`` under the symmetric strains ±ε with ε_ab = ε_ba = h (a = b) or h/2 (shear, so that
+    d/dγ with γ = 2ε_ab gives σ_ab V), positions scaled with the cell."""
+    eps = np.zeros((3, 3))
+    eps[a, b] = eps[b, a] = h if a == b else h / 2
+    out = []
+    for sign in (1, -1):
+        st = atoms.copy()
+        st.set_cell(atoms.cell @ (np.eye(3) + sign * eps), scale_atoms=True)
+        out.append(st)
+    return out
+
+
 def evaluate_one(pot, atoms, size: PadSize = PAD):
     e, f, s = evaluate(pot, [atoms], size)
     return e[0], f[0], s[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from physics_utils import count_traces, evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
+from physics_utils import count_traces, evaluate, evaluate_one, molecule, random_orthogonal, strained_pair, triclinic_cell
 
 RTOL = 1e-10
 
@@ -87,14 +87,7 @@ def test_stress_is_strain_derivative(tiny_potential):
     h = 1e-5
     voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
     for v, (a, b) in enumerate(voigt):
-        eps = np.zeros((3, 3))
-        eps[a, b] = eps[b, a] = h if a == b else h / 2  # symmetric strain; shear: ε_ab = ε_ba = h/2
-        structs = []
-        for sign in (1, -1):
-            st = atoms.copy()
-            st.set_cell(atoms.cell @ (np.eye(3) + sign * eps), scale_atoms=True)
-            structs.append(st)
-        (ep, em), _, _ = evaluate(tiny_potential, structs)
+        (ep, em), _, _ = evaluate(tiny_potential, strained_pair(atoms, a, b, h))
         dE = (ep - em) / (2 * h)  # shear: d/dγ with γ = 2 ε_ab equals σ_ab V
         assert dE / V == pytest.approx(s[v], rel=1e-6, abs=1e-9), voigt[v]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from conftest import TINY_VARIANTS
-from physics_utils import evaluate, evaluate_one, molecule, random_orthogonal, triclinic_cell
+from physics_utils import evaluate, evaluate_one, molecule, random_orthogonal, strained_pair, triclinic_cell
 
 from scalarjax.data.configuration import full_to_voigt, voigt_to_full
 
@@ -80,14 +80,7 @@ def test_forces_and_stress_are_energy_derivatives(pot32):
         assert -(ep - em) / 2e-2 == pytest.approx(f[i, k], rel=2e-2, abs=2e-2 * float(np.abs(f).max()))
     V, h = atoms.get_volume(), 1e-3
     for v, (a, b) in enumerate([(0, 0), (1, 2)]):
-        eps = np.zeros((3, 3))
-        eps[a, b] = eps[b, a] = h if a == b else h / 2
-        structs = []
-        for sign in (1, -1):
-            st = atoms.copy()
-            st.set_cell(atoms.cell @ (np.eye(3) + sign * eps), scale_atoms=True)
-            structs.append(st)
-        (ep, em), _, _ = evaluate(pot32, structs)
+        (ep, em), _, _ = evaluate(pot32, strained_pair(atoms, a, b, h))
         voigt_index = [0, 3][v]
         assert (ep - em) / (2 * h) / V == pytest.approx(s[voigt_index], rel=2e-2, abs=2e-2 * float(np.abs(s).max()))
 
