@@ -130,12 +130,22 @@ def _owners(key: str) -> list[str]:
     return [kind for kind in BACKBONES if key in backbone_fields(kind)]
 
 
+def backbone_mapping(value: Any) -> Any:
+    """A backbone given as a name, a ``{kind: ...}`` mapping or a :class:`BackboneConfig` → a new
+    ``{kind: ..., **settings}`` dict; anything else is returned as is (for the caller to reject)."""
+    if isinstance(value, BackboneConfig):
+        return value.to_dict()
+    if isinstance(value, str):
+        return {"kind": value}
+    return dict(value) if isinstance(value, Mapping) else value
+
+
 def backbone_from_dict(data: Any, path: str = "model") -> BackboneConfig:
     """``"mace"``, ``{kind: mace, max_ell: 2, ...}`` or a :class:`BackboneConfig` → the typed config.
     A key of another backbone names that backbone; wrong types name ``{path}.{key}``."""
     if isinstance(data, BackboneConfig):
         return data
-    cls, data = split_kind({"kind": data} if isinstance(data, str) else data, BACKBONE_CONFIGS, f"{path}.backbone", "backbone")
+    cls, data = split_kind(backbone_mapping(data), BACKBONE_CONFIGS, f"{path}.backbone", "backbone")
     kind, hints = cls.kind, typing.get_type_hints(cls)
     for key in data:
         if key not in hints or key in ("kind", "radial_defaults"):
@@ -234,14 +244,9 @@ def set_model_key(model: dict, key: str, value: Any) -> None:
 def model_config_from_dict(data: Mapping[str, Any], path: str = "model") -> ModelConfig:
     """A raw model mapping (nested or flat backbone settings, see the module docstring) → :class:`ModelConfig`."""
     data = dict(data)
-    backbone = data.pop("backbone", MACEConfig.kind)
-    if isinstance(backbone, BackboneConfig):
-        backbone = backbone.to_dict()
-    elif isinstance(backbone, str):
-        backbone = {"kind": backbone}
-    elif not isinstance(backbone, Mapping):
+    backbone = backbone_mapping(data.pop("backbone", MACEConfig.kind))
+    if not isinstance(backbone, dict):
         raise ConfigTypeError(f"{path}.backbone: expected a backbone name or a mapping with a 'kind' key, got {backbone!r}")
-    backbone = dict(backbone)
     shared = {f.name for f in dataclasses.fields(ModelConfig)}
     for key in [k for k in data if k not in shared]:
         if data[key] is None and _owners(key):  # earlier versions wrote every backbone's keys, unset ones as null

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
-from scalarjax.config import ModelConfig, model_config_from_dict, set_model_key
+from scalarjax.config import ModelConfig, backbone_mapping, model_config_from_dict, set_model_key
 from scalarjax.configtools import from_dict, read_yaml
 from scalarjax.errors import ConfigKeyError, ConfigTypeError, InputError
 
@@ -126,8 +126,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         if parts[:2] == ["model", "backbone"] and len(parts) == 3:
-            nested = raw.setdefault("model", {}).get("backbone")
-            nested = {"kind": nested} if isinstance(nested, str) else dict(nested or {"kind": "mace"})
+            nested = backbone_mapping(raw.setdefault("model", {}).get("backbone") or "mace")
             raw["model"]["backbone"] = {**nested, parts[2]: _parse_value(value)}
             continue
         if len(parts) != 2 or parts[0] not in SECTIONS:
