@@ -36,9 +36,8 @@ import orbax.checkpoint as ocp
 import yaml
 
 from scalarjax.config import load_model_config
-from scalarjax.data.io import LabelKeys, read_configurations
 from scalarjax.elements import ElementTable
-from scalarjax.errors import InputError, UserError
+from scalarjax.errors import UserError
 from scalarjax.fileio import atomic_path, recover_dir, write_json, write_text
 from scalarjax.graph.batch import configuration_to_graph
 from scalarjax.potential import Potential, make_potential
@@ -57,63 +56,12 @@ from scalarjax.training.config import RunConfig, to_dict, validate_run_config
 from scalarjax.training.loss import LossWeights
 from scalarjax.training.metrics import error_metrics, format_table, predict, structure_errors
 from scalarjax.training.optim import init_state, make_optimizer, set_lr
+from scalarjax.training.split import read_split, warn_duplicates  # noqa: F401  (re-exported)
 from scalarjax.training.statistics import compute_avg_num_neighbors, compute_e0s, compute_scale_shift
 
 
 class TrainingDiverged(UserError, RuntimeError):
     """Too many non-finite steps: a setting (learning rate, data) to change, reported in one line."""
-
-
-def _frame_key(c) -> bytes:
-    return c.species.tobytes() + np.round(c.positions, 8).tobytes() + np.round(c.cell, 8).tobytes()
-
-
-def warn_duplicates(train, other, name: str) -> int:
-    """Warn when configurations of ``other`` also occur in ``train`` (same species, positions and cell
-    to 1e-8 Å): a validation or test error on them measures memory, not generalisation."""
-    seen = {_frame_key(c): c for c in train}
-    dups = [(c, seen[_frame_key(c)]) for c in other if _frame_key(c) in seen]
-    if dups:
-        (a, b), more = dups[0], len(dups) - 1
-        warnings.warn(
-            f"{len(dups)} {name} configuration(s) also in the training set, e.g. {a.source} = {b.source}"
-            f"{f' (and {more} more)' if more else ''}; their {name} errors are not a measure of generalisation"
-        )
-    return len(dups)
-
-
-def read_split(cfg: RunConfig):
-    """``(train, valid, test)`` lists of configurations from ``cfg.data``: valid from its file, else
-    ``valid_fraction`` of train (at least one) held out with ``split_seed``; train cut to ``max_train``
-    and weighted by ``config_type_weights``. Warns on duplicates across sets; :class:`InputError` for
-    no training file, an empty training set or a training configuration without any label."""
-    d = cfg.data
-    if not d.train:
-        raise InputError("data.train: no training file given")
-    keys = LabelKeys(energy_key=d.energy_key, forces_key=d.forces_key, stress_key=d.stress_key, virial_key=d.virial_key, required=())
-    read = lambda p: read_configurations(p, keys=keys) if not str(p).endswith((".json", ".npz")) else read_configurations(p)
-    train = read(d.train)
-    rng = np.random.default_rng(d.split_seed)
-    if d.valid:
-        valid = read(d.valid)
-    else:
-        order = rng.permutation(len(train))
-        n_valid = max(1, int(round(d.valid_fraction * len(train))))
-        valid = [train[i] for i in order[:n_valid]]
-        train = [train[i] for i in order[n_valid:]]
-    if d.max_train is not None:
-        train = train[: d.max_train]
-    if not train:
-        raise InputError(f"{d.train}: no training configurations left after holding out {len(valid)} for validation")
-    test = read(d.test) if d.test else []
-    warn_duplicates(train, valid, "validation")
-    warn_duplicates(train, test, "test")
-    for c in train:
-        if c.energy is None and c.forces is None and c.stress is None:
-            raise InputError(f"{c.source}: training configuration has no label at all")
-    if d.config_type_weights:
-        train = [dataclasses.replace(c, weight=c.weight * float(d.config_type_weights.get(c.config_type, 1.0))) for c in train]
-    return train, valid, test
 
 
 def model_with_statistics(cfg: RunConfig, train) -> tuple:
