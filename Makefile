@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP) $(CORE)
 
 demo: $(CORE)
-	$(PY) -m scalarjax.demo
+	$(PY) -m scalarjax.launch -m scalarjax.demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,10 @@ is reported apart from the steady state (median of ≥20 calls after 3 warm-up c
     python experiments/bench_inference.py [--data DIR] [--backbones mace,nequip] [--cases si_64,aspirin_x1]
                                           [--variants base,pan,pgs,pan+pgs] [--out experiments/results/bench_inference_cpu.json]
 
+Each child process runs the way the ``scalarjax`` command runs, with the library's allocator
+preloaded (``scalarjax._runtime.allocator_env``; ``--allocator glibc`` for glibc with the
+library's in-process tuning only, which is what ``import scalarjax`` in a running interpreter gets).
+
 ``--variants`` adds the scalar-pathway transforms with their default settings (``scalarjax flops``'
 variants) and reports each variant's wall time relative to ``base`` of the same backbone and dtype.
 """
@@ -144,6 +148,7 @@ def main():
     ap.add_argument("--backbones", default="mace,nequip")
     ap.add_argument("--cases", default="", help="comma-separated subset of aspirin_x1,aspirin_x10,si_64,si_512")
     ap.add_argument("--variants", default="base", help="comma-separated subset of base,pan,pgs,pan+pgs")
+    ap.add_argument("--allocator", choices=("launcher", "glibc"), default="launcher")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -163,13 +168,18 @@ def main():
     import flax
     import jax
 
+    from scalarjax import _runtime
+
+    env = _runtime.allocator_env() if args.allocator == "launcher" else {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    report["allocator"] = {"mode": args.allocator, "LD_PRELOAD": env.get("LD_PRELOAD", "")}
+
     report["versions"] = {"jax": jax.__version__, "flax": flax.__version__, "e3nn_jax": e3nn_jax.__version__}
     for dtype in args.dtypes.split(","):
         report[dtype] = {}
         for backbone in args.backbones.split(","):
             for variant in args.variants.split(","):
                 cmd = [sys.executable, __file__, "--child", f"{dtype}:{backbone}:{variant}", "--data", args.data, "--cases", args.cases]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     sys.exit(proc.stderr)
                 lines = proc.stdout.strip().splitlines()

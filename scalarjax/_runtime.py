@@ -5,15 +5,25 @@
    ``mmap`` and returns them with ``munmap``, so every call page-faults its scratch memory in again
    (2–3× slower from ~64 atoms up, much of it in the kernel). ``mallopt(M_MMAP_MAX, 0)`` serves
    them from the heap instead and a large ``M_TRIM_THRESHOLD`` keeps freed heap memory mapped, so
-   the next call reuses it. Cost: the process keeps its peak heap size. (The equivalent
+   the next call reuses it. ``M_ARENA_MAX = 1`` is needed too: XLA's worker threads otherwise get
+   arenas of their own, whose 64 MiB heaps are mapped and unmapped regardless of the other two
+   settings (measured, medium MACE on 64 Si atoms: 5.5 M page faults in a benchmark without it,
+   0.29 M with it). Cost: the process keeps its peak heap size. (The equivalent
    ``GLIBC_TUNABLES`` must be set before the process starts; ``glibc.malloc.mmap_threshold`` above
    32 MiB is silently ignored by glibc, which is why that tunable does not help here.)
+3. A real allocator for the launcher (``SCALARJAX_ALLOCATOR=none`` to skip, ``=PATH`` for another
+   ``.so``). Even tuned, glibc is slower than mimalloc or tcmalloc for XLA's allocation pattern (a
+   further 10–20% per call and 30% of the compile time). An allocator must be loaded before the
+   process starts, so the ``scalarjax`` command re-executes itself once with ``LD_PRELOAD`` set to
+   :func:`allocator_library` (mimalloc from the ``cmeel-mimalloc`` wheel, a dependency on Linux;
+   else a system tcmalloc), and ``python -m scalarjax.launch SCRIPT`` does the same for a script.
+   ``import scalarjax`` in a running interpreter cannot do this and relies on 1.
 2. ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` (``SCALARJAX_NO_XLA_FLAGS=1`` to skip):
    XLA's CPU "YNN" fusion makes some of the reductions in a MACE backward pass pathologically
    slow; excluding reductions from it restores normal speed. Appended to the user's ``XLA_FLAGS``
    unless they already set it; only effective if JAX's backend has not started yet.
 
-Both tune XLA's *CPU* runtime. When a GPU plugin of JAX is installed (``jax_plugins.xla_cuda*`` /
+All three tune XLA's *CPU* runtime. When a GPU plugin of JAX is installed (``jax_plugins.xla_cuda*`` /
 ``xla_rocm*``, what ``pip install "scalarjax[cuda12]"`` brings) and ``JAX_PLATFORMS`` does not
 force the CPU, neither is applied (``GPU_PLUGIN`` names the plugin; ``SCALARJAX_CPU_TUNING=1``
 applies them anyway): the hot path is then on the GPU, and the process should keep glibc's
@@ -28,7 +38,7 @@ import os
 import sys
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 
 
 def _gpu_plugin() -> str | None:
@@ -67,9 +77,72 @@ def _tune_glibc_malloc() -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
             return False  # not glibc (musl has no effective mallopt)
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+        return all([bool(libc.mallopt(option, value)) for option, value in settings])
     except OSError:
         return False
 
 
 MALLOC_TUNED = _tune_glibc_malloc()
+
+
+_SYSTEM_ALLOCATORS = ("tcmalloc_minimal", "tcmalloc")  # jemalloc measured no faster than tuned glibc here
+
+
+def _wheel_mimalloc() -> str | None:
+    """``libmimalloc.so`` of the installed ``cmeel-mimalloc`` wheel, if any."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("cmeel-mimalloc") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name.startswith("libmimalloc.so"):
+            path = str(f.locate())
+            if os.path.exists(path):
+                return os.path.realpath(path)
+    return None
+
+
+def allocator_library() -> str | None:
+    """Path of the malloc replacement that :func:`exec_with_allocator` preloads, or ``None``.
+
+    ``$SCALARJAX_ALLOCATOR`` (a path; ``none`` switches it off), else mimalloc from the
+    ``cmeel-mimalloc`` wheel, else a system tcmalloc. ``None`` off Linux and where the CPU tuning
+    does not apply (a GPU plugin is installed, see above)."""
+    choice = os.environ.get("SCALARJAX_ALLOCATOR", "")
+    if choice.lower() == "none" or not _CPU_TUNING or not sys.platform.startswith("linux"):
+        return None
+    if choice:
+        return choice if os.path.exists(choice) else None
+    found = _wheel_mimalloc()
+    for name in _SYSTEM_ALLOCATORS if found is None else ():
+        found = ctypes.util.find_library(name)
+        if found:
+            break
+    return found
+
+
+def allocator_env(env: dict | None = None) -> dict:
+    """A copy of ``env`` (default ``os.environ``) whose ``LD_PRELOAD`` starts with :func:`allocator_library`."""
+    env = dict(os.environ if env is None else env)
+    lib = allocator_library()
+    preload = env.get("LD_PRELOAD", "")
+    if lib and lib not in preload.split(":"):
+        env["LD_PRELOAD"] = f"{lib}:{preload}" if preload else lib
+    return env
+
+
+def exec_with_allocator(args: list[str]) -> None:
+    """Replace this process by ``python ARGS`` with the allocator preloaded; return if it is already
+    loaded, there is none, or the exec fails (the caller then goes on with glibc)."""
+    env = allocator_env()
+    if env.get("LD_PRELOAD", "") == os.environ.get("LD_PRELOAD", ""):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, *args], env)
+    except OSError:
+        return

@@ -24,7 +24,12 @@ import sys
 def main(argv=None) -> int:
     """Run one command. A user error (:class:`scalarjax.errors.UserError`, a missing or unreadable
     file) prints one line ``scalarjax: error: ...`` and returns 2; anything else is a bug and keeps
-    its traceback."""
+    its traceback. Called as the command (``argv`` None), it first re-executes itself once with a
+    faster allocator preloaded (:func:`scalarjax._runtime.exec_with_allocator`)."""
+    if argv is None:
+        from scalarjax import _runtime
+
+        _runtime.exec_with_allocator(["-m", "scalarjax", *sys.argv[1:]])
     from scalarjax.errors import UserError
 
     try:
