@@ -127,7 +127,12 @@ def contraction_plan(irreps_in: tuple[str, ...], correlation: int, irreps_out: t
 
 
 def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> list:
-    """``A``: ``[N, D, C]`` → per degree ν, ``[N, K_ν, C]`` kept monomials (lexicographic)."""
+    """``A``: ``[C, D, N]`` (channel-major) → per degree ν, ``[C, K_ν, N]`` kept monomials (lexicographic).
+
+    Channel-major with nodes innermost, so that every gather over the monomial axis moves rows of
+    ``N`` contiguous numbers. In the node-major layout ``[N, D, C]`` XLA's CPU backend fused the
+    gathers, the product and the transpose the contraction needs into one strided loop 3–4× slower
+    than this whole function (medium MACE, 10 aspirins: 150 ms of a 250 ms value-and-grad)."""
     prev, out = A, [A[:, plan.mono_keep[0]]]
     for (pre, last), keep in zip(plan.mono_index, plan.mono_keep[1:]):
         prev = prev[:, pre] * A[:, last]
@@ -152,7 +157,7 @@ class SymmetricContraction(nn.Module):
         plan = contraction_plan(keys, self.correlation, self.irreps_out)
         A = jnp.concatenate([x[k] for k in keys], axis=1)  # [N, D, C]
         C = A.shape[-1]
-        monos = symmetric_monomials(plan, A)  # [N, K, C]
+        monos = symmetric_monomials(plan, jnp.transpose(A, (2, 1, 0)))  # [C, K_ν, N] per degree
 
         ws = {}
         for L in self.irreps_out:
@@ -163,35 +168,45 @@ class SymmetricContraction(nn.Module):
                 return jax.random.normal(key, shape, self.dtype) * jnp.asarray(scale, self.dtype)[None, :, None]
 
             ws[L] = self.param(f"w_{L}", init, (self.num_species, sum(P), C))
-        if self.num_species > GATHER_ABOVE_SPECIES and A.shape[0] < self.num_species:
-            return self._per_node_paths(plan, monos, ws, onehot)
-        W, dims = [], []
-        for L in self.irreps_out:
-            W.append(jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), ws[L]))
-            dims.append(plan.U[L].shape[2])
-        W = jnp.concatenate(W, axis=2)  # [S, K, Mt, C]
-        # Contract each degree's monomials separately (no concatenated [N, K, C] copy). One species:
-        # a multiply-reduce over k per m; several: one channel-batched dot for all species, then the
-        # species is selected (measurements: docs/performance-notes.md). Many species (foundation
-        # models: 89): the node's own weights are gathered, so the work per atom does not grow with S.
+        if self.num_species > GATHER_ABOVE_SPECIES:
+            monos = [jnp.transpose(m, (2, 1, 0)) for m in monos]  # [N, K_ν, C]: per-node weights
+            if A.shape[0] < self.num_species:
+                return self._per_node_paths(plan, monos, ws, onehot)
+            return self._gathered(plan, monos, ws, onehot)
+        return self._folded(plan, monos, ws, onehot)
+
+    def _folded(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
+        """A few species: every species' weights folded into the basis, ``W[c, (s, M), k] = Σ_p
+        U[k, p, M] w[s, p, c]``, then one channel-batched GEMM per degree, ``[S·Mt, K_ν] @ [K_ν, N]``,
+        for all species, and each node's species selected (``monos`` channel-major ``[C, K_ν, N]``)."""
+        S, C, N = self.num_species, monos[0].shape[0], monos[0].shape[2]
+        dims = [plan.U[L].shape[2] for L in self.irreps_out]
+        W = jnp.concatenate(
+            [jnp.einsum("kpm,spc->csmk", jnp.asarray(plan.U[L], self.dtype), ws[L]) for L in self.irreps_out], axis=2
+        )  # [C, S, Mt, K]
         bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
-        W_blocks = jnp.split(W, bounds, axis=1)
-        S, Mt = self.num_species, W.shape[2]
-        gather = S > GATHER_ABOVE_SPECIES
-        species, real = species_index(onehot) if gather else (None, None)
         B = 0.0
-        for mono, Wb in zip(monos, W_blocks):
-            if S == 1:
-                B = B + jnp.stack([jnp.sum(mono * Wb[0][None, :, m, :], axis=1) for m in range(Mt)], axis=1)
-            elif gather:
-                B = B + jnp.einsum("nkc,nkmc->nmc", mono, Wb[species])
-            else:
-                Wc = jnp.transpose(Wb, (3, 1, 0, 2)).reshape(C, -1, S * Mt)  # [C, K_ν, S·Mt]
-                B = B + jnp.einsum("nkc,ckj->njc", mono, Wc).reshape(mono.shape[0], S, Mt, C)
-        if gather:
-            B = B * real  # padding nodes (no species) stay zero
-        elif S > 1:
-            B = jnp.einsum("nsmc,ns->nmc", B, onehot)
+        for mono, Wb in zip(monos, jnp.split(W, bounds, axis=3)):
+            B = B + jnp.einsum("cjk,ckn->cjn", Wb.reshape(C, -1, Wb.shape[3]), mono)  # [C, S·Mt, N]
+        B = B.reshape(C, S, -1, N)
+        B = jnp.transpose(B[:, 0], (2, 1, 0)) if S == 1 else jnp.einsum("csmn,ns->nmc", B, onehot)
+        out, start = {}, 0
+        for L, d in zip(self.irreps_out, dims):
+            out[L] = B[:, start : start + d]
+            start += d
+        return out
+
+    def _gathered(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
+        """Many species (foundation models: 89): the node's own folded weights are gathered, so the work
+        per atom does not grow with S (``monos`` node-major ``[N, K_ν, C]``)."""
+        dims = [plan.U[L].shape[2] for L in self.irreps_out]
+        W = jnp.concatenate([jnp.einsum("kpm,spc->skmc", jnp.asarray(plan.U[L], self.dtype), ws[L]) for L in self.irreps_out], axis=2)
+        bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
+        species, real = species_index(onehot)
+        B = 0.0
+        for mono, Wb in zip(monos, jnp.split(W, bounds, axis=1)):
+            B = B + jnp.einsum("nkc,nkmc->nmc", mono, Wb[species])
+        B = B * real  # padding nodes (no species) stay zero
         out, start = {}, 0
         for L, d in zip(self.irreps_out, dims):
             out[L] = B[:, start : start + d]
