@@ -4,7 +4,7 @@
     scalarjax evaluate RUN_DIR --data PATH [--out FILE]
     scalarjax flops CONFIG.yaml [--structure PATH] [--json] [--set KEY=VALUE ...]
     scalarjax export RUN_DIR -o model.jaxexport [--dtype float32|float64] [--platforms cpu,cuda]
-    scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
+    scalarjax md RUN_DIR --structure FILE [--ensemble nve|nvt|npt] [--engine ase|jax] [--temperature K] [--timestep FS] [--steps N] [--out DIR]
     scalarjax relax RUN_DIR --structure FILE [--cell] [--fmax F] [--steps N] [--out FILE]
     scalarjax import-mace MODEL_FILE|DUMP.npz -o RUN_DIR [--dtype float32|float64]
     scalarjax diagnose RUN_DIR [RUN_DIR ...] [--system si|ag|li|auto] [--only repulsion,phonons,nve,rdf]
@@ -193,27 +193,25 @@ def _cmd_diagnose(args) -> int:
 
 
 def _cmd_md(args) -> int:
+    from scalarjax.errors import InputError
     from scalarjax.fileio import write_json
     from scalarjax.simulation.md import check_md_settings
 
     # settings first: a typo should not cost a model load
     check_md_settings(args.steps, args.timestep, args.temperature, args.log_interval, args.traj_interval, args.friction)
+    if args.engine == "jax" and args.ensemble == "npt":
+        raise InputError("md --ensemble npt needs --engine ase (the jax engine runs nve and nvt)")
     _x64_if(args.dtype)
-    from scalarjax.calculator import Calculator
-    from scalarjax.simulation import run_md
-
     atoms = _read_structure(args.structure, -1)
-    calc = Calculator.from_run(args.run_dir, dtype=args.dtype)
+    runner = _md_runner(args)
     out = _output_dir(args.run_dir, args.out, "md", args.overwrite, ("trajectory.xyz", "md.log", "summary.json"))
     out.mkdir(parents=True, exist_ok=True)
-    summary = run_md(
+    summary = runner(
         atoms,
-        calc,
         ensemble=args.ensemble,
         temperature_K=args.temperature,
         timestep_fs=args.timestep,
         steps=args.steps,
-        pressure_GPa=args.pressure,
         friction_per_fs=args.friction,
         log_interval=args.log_interval,
         traj_interval=args.traj_interval,
@@ -226,6 +224,22 @@ def _cmd_md(args) -> int:
     print(json.dumps(summary, indent=1))
     print(f"trajectory, log and summary in {out}")
     return 0
+
+
+def _md_runner(args):
+    """``--engine ase``: :func:`scalarjax.simulation.md.run_md` with the ASE calculator; ``--engine jax``:
+    :func:`scalarjax.simulation.engine.run_md_engine` (K steps per device call, on-device neighbour list)."""
+    import functools
+
+    if args.engine == "jax":
+        from scalarjax.run import load_run
+        from scalarjax.simulation.engine import run_md_engine
+
+        return functools.partial(run_md_engine, potential=load_run(args.run_dir, args.dtype), skin=args.skin, chunk_steps=args.chunk)
+    from scalarjax.calculator import Calculator
+    from scalarjax.simulation import run_md
+
+    return functools.partial(run_md, calc=Calculator.from_run(args.run_dir, dtype=args.dtype), pressure_GPa=args.pressure)
 
 
 def _relaxed_path(args):
@@ -297,7 +311,7 @@ def _parser_train_evaluate_flops(sub) -> None:
 
 
 def _parser_md_relax(sub) -> None:
-    m = sub.add_parser("md", help="molecular dynamics with a trained model (ASE integrators)")
+    m = sub.add_parser("md", help="molecular dynamics with a trained model (ASE integrators, or --engine jax)")
     m.add_argument("run_dir")
     m.add_argument("--structure", required=True, help="any file ase.io reads (last frame)")
     m.add_argument("--ensemble", choices=("nve", "nvt", "npt"), default="nve")
@@ -309,6 +323,11 @@ def _parser_md_relax(sub) -> None:
     m.add_argument("--log-interval", type=int, default=10)
     m.add_argument("--traj-interval", type=int, default=100)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument(
+        "--engine", choices=("ase", "jax"), default="ase", help="ase: ASE integrators; jax: whole chunks of steps in XLA (nve, nvt)"
+    )
+    m.add_argument("--skin", type=float, default=0.5, help="Å, Verlet skin of the on-device neighbour list (--engine jax)")
+    m.add_argument("--chunk", type=int, default=100, help="steps per device call (--engine jax)")
     _add_dtype(m)
     m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md, numbered md-2, ... if taken)")
     m.add_argument("--overwrite", action="store_true", help="replace the outputs of a previous run in the output directory")

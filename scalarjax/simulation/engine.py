@@ -1,0 +1,592 @@
+"""Molecular dynamics inside XLA: K steps per host call, the neighbour list rebuilt on the device.
+
+``scalarjax md --engine jax`` (ensembles ``nve`` and ``nvt``). The ASE path
+(:mod:`scalarjax.simulation.md`) pays one host round-trip per step (neighbour list with matscipy,
+graph building, device copy); here a jitted ``lax.while_loop`` runs up to ``chunk_steps`` steps per
+call and the host only writes logs and trajectory frames between chunks.
+
+Units (ASE's): positions Å, masses amu, energies eV, forces eV/Å, time in ASE's unit
+``τ = Å·sqrt(amu/eV) ≈ 10.18 fs`` (``dt = timestep_fs · ase.units.fs``), velocities
+``v`` in Å/τ (what ``atoms.get_velocities()`` returns), temperature ``T = 2 E_kin / (3 N k_B)`` K.
+
+Integrators (``a = F/m``, ``F = −∂E/∂x`` from :func:`scalarjax.potential.make_potential`):
+
+* ``nve``, velocity Verlet (ASE's ``VelocityVerlet``, same operation order)::
+
+      v ← v + (dt/2) a(x);   x ← x + dt v;   v ← v + (dt/2) a(x)
+
+* ``nvt``, Langevin with BAOAB splitting (Leimkuhler–Matthews), friction γ (1/fs, → 1/τ)::
+
+      B: v ← v + (dt/2) a   A: x ← x + (dt/2) v   O: v ← c₁ v + sqrt((1 − c₁²) k_B T / m) ξ
+      A: x ← x + (dt/2) v   B: v ← v + (dt/2) a(x),          c₁ = exp(−γ dt), ξ ~ N(0, 1)
+
+  (the centre of mass is not fixed, like the ASE path's ``Langevin(fixcm=False)``).
+
+Neighbour list (:func:`build_neighbors`): all pairs (i, j, S) with ``|x_j − x_i + S·L| ≤ r_max +
+skin`` over a fixed set of integer image shifts S computed once on the host
+(:func:`image_shifts`, enough images for cells thinner than 2·cutoff, e.g. 64-atom Si, 10.86 Å
+for 5.5 Å), compacted with ``jnp.nonzero(size=capacity)`` into fixed-capacity senders/receivers/
+shifts. It is rebuilt (``lax.cond``) when an atom moved more than skin/2 since the last build, so
+no pair enters r_max unseen; edges between r_max and r_max + skin carry exactly zero (the cutoff
+envelope). More pairs than the capacity set a sticky ``overflow`` flag: the host then grows the
+capacity geometrically (one recompilation) and redoes that chunk from its start state, so no pair
+is ever lost. A build costs O(M·N²) for M images and N atoms (memory M·N² booleans): fine up to a
+few thousand atoms when rebuilds are rare (every ~10–50 steps at 300 K with the 0.5 Å skin).
+Positions are never wrapped: a build wraps a copy into the cell and expresses the shifts for the
+unwrapped positions (``S' = S + n_j − n_i``), so trajectories are continuous, as in ASE.
+
+jax-md (0.2.29, which does import and run with this JAX) is not used: its neighbour list assumes the
+minimum image (box ≥ 2·cutoff: in the 10.86 Å Si cell at 5.5 Å it misses pairs) and returns no
+integer cell shifts, which the model's edge vectors and stress need.
+
+The model is a :class:`~scalarjax.potential.Potential` (parameters passed as a jit argument) or an
+:class:`~scalarjax.export.ExportedPotential` (its StableHLO function called inside the loop). The
+integration runs in the model's dtype. The pressure is not computed (the log's P column is nan).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+from scalarjax.errors import InputError
+
+ENSEMBLES = ("nve", "nvt")
+SKIN = 0.5  # Å, Verlet skin
+HEADROOM = 1.25  # initial capacity over the pairs found at the start
+GROWTH = 1.5  # geometric growth of the capacity on overflow
+CHUNK_STEPS = 100  # steps per host call
+
+
+class System(NamedTuple):
+    """What stays fixed during a run (device arrays, a jit argument). N atoms, M image shifts.
+
+    ``species [N]`` int32 (index into the model's elements), ``masses [N]`` amu, ``cell [3, 3]`` Å
+    (rows = lattice vectors, zeros allowed along non-periodic directions), ``full_cell [3, 3]`` (the
+    cell completed to a non-singular one, ``ase.geometry.complete_cell``), ``inv_cell [3, 3]`` (its
+    inverse: fractional ``f = x · inv_cell``), ``pbc [3]`` bool, ``images [M, 3]`` integer-valued shifts;
+    the integrator's ``dt`` (τ), ``kT`` (eV) and friction ``gamma`` (1/τ), scalars, so that runs that
+    differ only in them share one compiled program."""
+
+    species: jnp.ndarray
+    masses: jnp.ndarray
+    cell: jnp.ndarray
+    full_cell: jnp.ndarray
+    inv_cell: jnp.ndarray
+    pbc: jnp.ndarray
+    images: jnp.ndarray
+    dt: jnp.ndarray
+    kT: jnp.ndarray
+    gamma: jnp.ndarray
+
+
+class NeighborList(NamedTuple):
+    """Fixed-capacity edge list (C = capacity): ``senders [C]``, ``receivers [C]`` int32 (padding
+    edges: both N, the padding node), ``shifts [C, 3]`` (edge vector ``x_r − x_s + shifts · cell``
+    for the *unwrapped* positions), ``reference [N, 3]`` Å (positions at the last build), ``count``
+    (pairs within r_max + skin at the last build, may exceed C), ``overflow`` (sticky: some build
+    found more than C pairs), ``builds`` (number of builds)."""
+
+    senders: jnp.ndarray
+    receivers: jnp.ndarray
+    shifts: jnp.ndarray
+    reference: jnp.ndarray
+    count: jnp.ndarray
+    overflow: jnp.ndarray
+    builds: jnp.ndarray
+
+
+class MDState(NamedTuple):
+    """Integrator state: ``positions [N, 3]`` Å, ``velocities [N, 3]`` Å/τ (ASE units),
+    ``forces [N, 3]`` eV/Å and ``energy`` (eV) at ``positions``, the neighbour list, the PRNG
+    ``key`` (Langevin noise), the ``step`` counter and ``primed`` (False until forces and energy
+    have been computed)."""
+
+    positions: jnp.ndarray
+    velocities: jnp.ndarray
+    forces: jnp.ndarray
+    energy: jnp.ndarray
+    neighbors: NeighborList
+    key: jnp.ndarray
+    step: jnp.ndarray
+    primed: jnp.ndarray
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Static settings of the jitted loop: ``ensemble`` (nve | nvt), ``cutoff`` = r_max + skin and
+    ``skin`` (Å), ``max_steps`` (steps one call can run: the length of its observable buffer)."""
+
+    ensemble: str
+    cutoff: float
+    skin: float
+    max_steps: int = CHUNK_STEPS
+
+
+def image_shifts(cell, pbc, cutoff: float) -> np.ndarray:
+    """Integer shifts S ``[M, 3]`` such that every pair of atoms *wrapped into the cell*
+    (fractional coordinates in [0, 1) along periodic directions) closer than ``cutoff`` (Å) is
+    ``x_j − x_i + S·L`` for an S in the set: ``|S_k| ≤ ceil(cutoff · |b_k|)`` with ``b_k`` the k-th
+    column of ``L⁻¹`` (``1/|b_k|`` is the spacing of the lattice planes), 0 along non-periodic k.
+    Host-side, once per run (the cell is fixed in NVE/NVT)."""
+    from ase.geometry import complete_cell
+
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    inv = np.linalg.inv(complete_cell(np.asarray(cell, np.float64).reshape(3, 3)))
+    reach = [int(math.ceil(cutoff * np.linalg.norm(inv[:, k]))) if pbc[k] else 0 for k in range(3)]
+    grids = np.meshgrid(*[np.arange(-n, n + 1) for n in reach], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1).astype(np.float64)
+
+
+def make_system(
+    atoms, elements, dtype, cutoff: float, timestep_fs: float = 1.0, temperature_K: float = 0.0, friction_per_fs: float = 0.0
+) -> System:
+    """``atoms`` (ASE) → :class:`System` in ``dtype`` for a model with element table ``elements``;
+    time step (fs), thermostat temperature (K) and friction (1/fs) converted to ASE units."""
+    from ase import units
+    from ase.geometry import complete_cell
+
+    cell = np.asarray(atoms.get_cell(), np.float64)
+    pbc = np.asarray(atoms.get_pbc(), bool)
+    if pbc.any() and abs(np.linalg.det(cell)) < 1e-9 and pbc.all():
+        raise InputError(f"atoms: periodic cell has zero volume: {cell.tolist()}")
+    full = complete_cell(cell)
+    return System(
+        species=jnp.asarray(elements.index(atoms.get_atomic_numbers(), "atoms"), jnp.int32),
+        masses=jnp.asarray(atoms.get_masses(), dtype),
+        cell=jnp.asarray(cell, dtype),
+        full_cell=jnp.asarray(full, dtype),
+        inv_cell=jnp.asarray(np.linalg.inv(full), dtype),
+        pbc=jnp.asarray(pbc),
+        images=jnp.asarray(image_shifts(cell, pbc, cutoff), dtype),
+        dt=jnp.asarray(timestep_fs * units.fs, dtype),
+        kT=jnp.asarray(units.kB * temperature_K, dtype),
+        gamma=jnp.asarray(friction_per_fs / units.fs, dtype),
+    )
+
+
+def _pairs_within(positions, system: System, cutoff: float):
+    """``(mask [M, N, N], wrap [N, 3])``: ``mask[m, i, j]`` = ``|x̃_j − x̃_i + S_m·L| ≤ cutoff`` for the
+    positions wrapped into the cell, ``x̃ = x + wrap·L`` (wrap integer-valued, 0 along non-periodic
+    directions), excluding an atom with itself at S = 0."""
+    n = positions.shape[0]
+    frac = positions @ system.inv_cell
+    wrap = jnp.where(system.pbc[None, :], -jnp.floor(frac), 0.0)
+    x = positions + wrap @ system.full_cell
+    offsets = system.images @ system.full_cell  # [M, 3]
+    diff = x[None, None, :, :] - x[None, :, None, :] + offsets[:, None, None, :]
+    d2 = jnp.sum(diff * diff, axis=-1)
+    itself = jnp.eye(n, dtype=bool)[None] & jnp.all(system.images == 0, axis=1)[:, None, None]
+    return (d2 <= cutoff * cutoff) & ~itself, wrap
+
+
+def build_neighbors(positions, system: System, cutoff: float, capacity: int) -> NeighborList:
+    """All pairs within ``cutoff`` (Å) of ``positions [N, 3]``, compacted to ``capacity`` edges
+    (jittable; ``capacity`` static). Edge k < count is (sender i, receiver j, shift S + n_j − n_i);
+    the rest are padding edges N → N with zero shift. ``overflow`` = count > capacity (then the
+    pairs past the capacity are missing and the caller must reallocate)."""
+    n = positions.shape[0]
+    mask, wrap = _pairs_within(positions, system, cutoff)
+    count = jnp.sum(mask, dtype=jnp.int32)
+    (flat,) = jnp.nonzero(mask.reshape(-1), size=capacity, fill_value=0)
+    m, ij = jnp.divmod(flat, n * n)
+    i, j = jnp.divmod(ij, n)
+    valid = jnp.arange(capacity) < count
+    shifts = system.images[m] + wrap[j] - wrap[i]
+    return NeighborList(
+        senders=jnp.where(valid, i, n).astype(jnp.int32),
+        receivers=jnp.where(valid, j, n).astype(jnp.int32),
+        shifts=jnp.where(valid[:, None], shifts, 0.0).astype(positions.dtype),
+        reference=positions,
+        count=count,
+        overflow=count > capacity,
+        builds=jnp.asarray(1, jnp.int32),
+    )
+
+
+def refresh_neighbors(nbr: NeighborList, positions, system: System, settings: Settings) -> NeighborList:
+    """Rebuild (``lax.cond``) when some atom moved more than skin/2 since the last build; the
+    ``overflow`` flag stays set and ``builds`` counts on."""
+    moved = jnp.max(jnp.sum((positions - nbr.reference) ** 2, axis=-1))
+
+    def rebuild(_):
+        new = build_neighbors(positions, system, settings.cutoff, nbr.senders.shape[0])
+        return new._replace(overflow=nbr.overflow | new.overflow, builds=nbr.builds + 1)
+
+    return jax.lax.cond(moved > (0.5 * settings.skin) ** 2, rebuild, lambda _: nbr, None)
+
+
+def pad_neighbors(nbr: NeighborList, capacity: int) -> NeighborList:
+    """The same list in a larger ``capacity`` (padding edges appended): the state a run with that
+    capacity from the start would hold. Host-side, between chunks."""
+    extra = capacity - nbr.senders.shape[0]
+    pad_node = nbr.reference.shape[0]
+    fill = lambda a, v: jnp.concatenate([a, jnp.full((extra, *a.shape[1:]), v, a.dtype)])
+    return nbr._replace(senders=fill(nbr.senders, pad_node), receivers=fill(nbr.receivers, pad_node), shifts=fill(nbr.shifts, 0))
+
+
+def padded_graph(positions, system: System, nbr: NeighborList) -> jraph.GraphsTuple:
+    """The model's input: one real graph (N atoms, ``min(count, C)`` edges) and the padding graph
+    (one padding node at index N, zero cell) — the layout of :mod:`scalarjax.graph.batch`."""
+    n, cap = positions.shape[0], nbr.senders.shape[0]
+    real = jnp.minimum(nbr.count, cap).astype(jnp.int32)
+    return jraph.GraphsTuple(
+        nodes={
+            "positions": jnp.concatenate([positions, jnp.zeros((1, 3), positions.dtype)]),
+            "species": jnp.concatenate([system.species, jnp.zeros((1,), jnp.int32)]),
+        },
+        edges={"shifts": nbr.shifts},
+        globals={"cell": jnp.stack([system.cell, jnp.zeros_like(system.cell)]), "pbc": jnp.stack([system.pbc, jnp.zeros(3, bool)])},
+        senders=nbr.senders,
+        receivers=nbr.receivers,
+        n_node=jnp.asarray([n, 1], jnp.int32),
+        n_edge=jnp.stack([real, cap - real]),
+    )
+
+
+def model_function(potential) -> tuple[object, Callable]:
+    """``(params, fn)`` with ``fn(params, graph) → (energy () eV, forces [N+1, 3] eV/Å)`` for a
+    :class:`~scalarjax.potential.Potential` or an :class:`~scalarjax.export.ExportedPotential`
+    (params None: they are constants of the exported function). Anything else: :class:`InputError`."""
+    from scalarjax.export import ExportedPotential, load_export
+    from scalarjax.potential import Potential, make_potential
+
+    if isinstance(potential, ExportedPotential):
+        call, _ = load_export(potential.path)
+
+        def exported(params, g):
+            f = potential.dtype
+            e, forces, _ = call(
+                *(g.nodes["positions"].astype(f), g.nodes["species"], g.senders, g.receivers, g.edges["shifts"].astype(f)),
+                *(g.globals["cell"].astype(f), g.globals["pbc"], g.n_node, g.n_edge),
+            )
+            return e[0], forces
+
+        return None, exported
+    if isinstance(potential, Potential):
+        fn = make_potential(potential.model.apply, potential.config.r_max, potential.dtype, compute_stress=False)
+
+        def live(params, g):
+            out = fn(params, g)
+            return out["energy"][0], out["forces"]
+
+        return potential.params, live
+    raise InputError(f"the jax MD engine takes a scalarjax Potential or ExportedPotential, not {type(potential).__name__}")
+
+
+def _forces(model_fn, params, system: System, nbr: NeighborList, positions):
+    """``(energy, forces [N, 3])`` at ``positions`` with the list ``nbr``."""
+    energy, forces = model_fn(params, padded_graph(positions, system, nbr))
+    return energy, forces[: positions.shape[0]]
+
+
+def _move(settings: Settings, system: System, s: MDState):
+    """The part of a step before the force call: ``(x, v, key)`` after B-drift (VV: ``v + (dt/2) a``,
+    ``x + dt v``) or B-A-O-A (BAOAB); equations in the module docstring."""
+    dt, inv_m = system.dt, 1.0 / system.masses[:, None]
+    v = s.velocities + (0.5 * dt) * s.forces * inv_m
+    if settings.ensemble == "nve":
+        return s.positions + dt * v, v, s.key
+    key, noise = jax.random.split(s.key)
+    c1 = jnp.exp(-system.gamma * dt)
+    sigma = jnp.sqrt((1.0 - c1 * c1) * system.kT * inv_m)
+    x = s.positions + (0.5 * dt) * v
+    v = c1 * v + sigma * jax.random.normal(noise, v.shape, v.dtype)
+    return x + (0.5 * dt) * v, v, key
+
+
+def _step(model_fn, settings: Settings, params, system: System, s: MDState) -> MDState:
+    """One step of velocity Verlet (``nve``) or Langevin BAOAB (``nvt``), or, on a state whose forces
+    are not yet known (``primed`` False), only the force call at the current positions: the loop's
+    single call site of the model serves the start too (one compiled copy of the model)."""
+    first = ~s.primed
+    x, v, key = _move(settings, system, s)
+    x, v = jnp.where(first, s.positions, x), jnp.where(first, s.velocities, v)
+    key = jnp.where(first, s.key, key)
+    nbr = refresh_neighbors(s.neighbors, x, system, settings)
+    energy, forces = _forces(model_fn, params, system, nbr, x)
+    v = jnp.where(first, v, v + (0.5 * system.dt) * forces / system.masses[:, None])
+    return MDState(x, v, forces, energy, nbr, key, s.step + (~first).astype(s.step.dtype), jnp.asarray(True))
+
+
+def kinetic_energy(masses, velocities):
+    """``E_kin = ½ Σ_i m_i |v_i|²`` (eV) for masses ``[N]`` amu and velocities ``[N, 3]`` Å/τ."""
+    return 0.5 * jnp.sum(masses[:, None] * velocities * velocities)
+
+
+def make_chunk(model_fn, settings: Settings) -> Callable:
+    """Jitted ``(params, system, state, n_steps) → (state, observables [max_steps, 2])``: up to
+    ``n_steps ≤ settings.max_steps`` steps (a traced count: any count runs the same program) in one
+    ``lax.while_loop``, stopping early when the neighbour list overflows; an unprimed state first
+    gets its forces (an extra iteration that is not a step). Row k of the observables is
+    ``(E_pot, E_kin)`` (eV) after step k + 1 (zeros past the steps run)."""
+
+    def chunk(params, system, state, n_steps):
+        start = state.step
+
+        def cond(carry):
+            s, _ = carry
+            return ((s.step - start < n_steps) | ~s.primed) & ~s.neighbors.overflow
+
+        def body(carry):
+            s, obs = carry
+            s = _step(model_fn, settings, params, system, s)
+            row = jnp.stack([s.energy, kinetic_energy(system.masses, s.velocities)]).astype(obs.dtype)
+            return s, obs.at[jnp.maximum(s.step - start - 1, 0)].set(row)
+
+        obs = jnp.zeros((settings.max_steps, 2), state.positions.dtype)
+        return jax.lax.while_loop(cond, body, (state, obs))
+
+    return jax.jit(chunk)
+
+
+def make_start(settings: Settings) -> Callable:
+    """Jitted ``(system, positions, velocities, key, capacity) → MDState`` (``capacity`` static): the
+    first neighbour list, no forces yet (``primed`` False: the loop's first call computes them)."""
+
+    def start(system, positions, velocities, key, capacity):
+        nbr = build_neighbors(positions, system, settings.cutoff, capacity)
+        zero = jnp.zeros((), positions.dtype)
+        return MDState(positions, velocities, jnp.zeros_like(positions), zero, nbr, key, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+
+    return jax.jit(start, static_argnames=("capacity",))
+
+
+class Engine:
+    """Host driver of the jitted loop for one system: the start state, chunks of steps, and the
+    neighbour-list capacity (grown on overflow, the chunk redone from its start state).
+
+    ``potential``: :class:`~scalarjax.potential.Potential` or :class:`~scalarjax.export.ExportedPotential`;
+    ``atoms``: ASE atoms with positions (Å), velocities (``atoms.get_velocities()``, Å/τ) and masses
+    (amu); the cell stays fixed. ``capacity``: edges of the neighbour list (default: the pairs
+    within r_max + skin at the start × ``HEADROOM``). ``compile_count`` counts compiled programs
+    (one per capacity for the loop, one for the start)."""
+
+    def __init__(
+        self,
+        potential,
+        atoms,
+        *,
+        ensemble: str = "nve",
+        timestep_fs: float = 1.0,
+        temperature_K: float = 300.0,
+        friction_per_fs: float = 0.01,
+        skin: float = SKIN,
+        capacity: Optional[int] = None,
+        chunk_steps: int = CHUNK_STEPS,
+        seed: int = 0,
+    ):
+        if ensemble not in ENSEMBLES:
+            raise InputError(f"ensemble {ensemble!r}: the jax engine runs {ENSEMBLES} (npt needs the ASE engine)")
+        if not (math.isfinite(skin) and skin >= 0 and chunk_steps >= 1 and (capacity is None or capacity >= 1)):
+            raise InputError(f"md engine: skin {skin} Å must be ≥ 0, chunk {chunk_steps} and capacity {capacity} ≥ 1")
+        self.dtype = jnp.dtype(potential.dtype)
+        self.settings = Settings(ensemble=ensemble, cutoff=float(potential.config.r_max) + skin, skin=skin, max_steps=chunk_steps)
+        thermo = dict(timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs)
+        self.system = make_system(atoms, potential.elements, self.dtype, self.settings.cutoff, **thermo)
+        self.params, model_fn = model_function(potential)
+        self._chunk = make_chunk(model_fn, self.settings)
+        self._start = make_start(self.settings)
+        self.reallocations = 0
+        self.capacity = int(capacity or self._initial_capacity(atoms))
+        self.state = self._begin(atoms.get_positions(), atoms.get_velocities(), seed)
+
+    def _initial_capacity(self, atoms) -> int:
+        """Pairs within r_max + skin now (host list, which also checks the input) × HEADROOM, ≥ 16."""
+        from scalarjax.graph.neighbors import neighbor_list
+
+        pairs = len(neighbor_list(atoms.get_positions(), atoms.get_cell(), atoms.get_pbc(), self.settings.cutoff, "atoms")[0])
+        return max(16, int(math.ceil(HEADROOM * pairs)))
+
+    def _grow(self, needed: int) -> None:
+        self.capacity = max(int(math.ceil(GROWTH * self.capacity)), int(math.ceil(HEADROOM * needed)))
+        self.reallocations += 1
+
+    def _begin(self, positions, velocities, seed: int) -> MDState:
+        """The first neighbour list (grown until it fits), then the forces (the loop, zero steps)."""
+        pos = jnp.asarray(positions, self.dtype)
+        vel = jnp.asarray(velocities, self.dtype)
+        while True:
+            state = self._start(self.system, pos, vel, jax.random.PRNGKey(seed), capacity=self.capacity)
+            if not bool(state.neighbors.overflow):
+                break
+            self._grow(int(state.neighbors.count))
+        state, _ = self._chunk(self.params, self.system, state, np.int32(0))
+        if not np.isfinite(float(state.energy)):
+            raise FloatingPointError(f"the model returned a non-finite energy ({float(state.energy)}) at the start")
+        return state
+
+    def compile(self) -> None:
+        """Compile the loop for the current capacity (a call running zero steps)."""
+        jax.block_until_ready(self._chunk(self.params, self.system, self.state, np.int32(0)))
+
+    def advance(self, n_steps: int) -> np.ndarray:
+        """Run ``n_steps`` (≤ chunk_steps) steps; returns ``(E_pot, E_kin)`` ``[n_steps, 2]`` eV after
+        each step. On overflow: grow the capacity, pad the start state's list, redo the chunk."""
+        if not 0 <= n_steps <= self.settings.max_steps:
+            raise ValueError(f"advance({n_steps}): at most chunk_steps = {self.settings.max_steps} steps per call")
+        while True:
+            state, obs = self._chunk(self.params, self.system, self.state, np.int32(n_steps))
+            if not bool(state.neighbors.overflow):
+                break
+            self._grow(int(state.neighbors.count))
+            self.state = self.state._replace(neighbors=pad_neighbors(self.state.neighbors, self.capacity))
+        obs = np.asarray(obs, np.float64)[:n_steps]  # sliced on the host: no eager op (trace) per length
+        if not np.isfinite(obs).all():
+            raise FloatingPointError(f"non-finite energy within steps {int(self.state.step)}..{int(state.step)} of the jax MD engine")
+        self.state = state
+        return obs
+
+    @property
+    def compile_count(self) -> int:
+        """Programs compiled so far (loop and start; a recompilation adds one)."""
+        return self._chunk._cache_size() + self._start._cache_size()
+
+    def snapshot(self, atoms):
+        """A copy of ``atoms`` at the current state: positions, velocities, and a single-point
+        calculator holding energy (eV) and forces (eV/Å)."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        s = jax.device_get(self.state)
+        frame = atoms.copy()
+        frame.set_positions(np.asarray(s.positions, np.float64))
+        frame.set_velocities(np.asarray(s.velocities, np.float64))
+        frame.calc = SinglePointCalculator(frame, energy=float(s.energy), forces=np.asarray(s.forces, np.float64))
+        return frame
+
+
+@dataclass
+class _Recorder:
+    """Log rows (the format of :mod:`scalarjax.simulation.md`: ``time_ps E_total E_pot E_kin T P V``,
+    P not computed: nan) every ``log_interval`` steps and extxyz frames at chunk ends."""
+
+    atoms: object
+    timestep_fs: float
+    log_interval: int
+    log_file: object
+    trajectory: Optional[Path]
+    pbar: object
+    rows: list
+
+    def row(self, step: int, e_pot: float, e_kin: float) -> None:
+        from ase import units
+
+        if step % self.log_interval:
+            return
+        n = len(self.atoms)
+        row = {
+            "step": step,
+            "time_ps": step * self.timestep_fs / 1000,
+            "E_total": e_pot + e_kin,
+            "E_pot": e_pot,
+            "E_kin": e_kin,
+            "T_K": 2.0 * e_kin / (3 * n * units.kB),
+            "P_GPa": None,
+            "V_A3": self.atoms.get_volume() if all(self.atoms.pbc) else None,
+        }
+        self.rows.append(row)
+        if self.log_file:
+            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
+            self.log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} nan {v}\n")
+        self.pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
+
+    def frame(self, engine: Engine) -> None:
+        if self.trajectory:
+            import ase.io
+
+            ase.io.write(self.trajectory, engine.snapshot(self.atoms), format="extxyz", append=True)
+
+
+def _run_chunks(engine: Engine, rec: _Recorder, steps: int, traj_interval: int) -> None:
+    """Chunks of at most ``chunk_steps`` that end on every multiple of ``traj_interval``."""
+    done = 0
+    while done < steps:
+        n = min(engine.settings.max_steps, steps - done, traj_interval - done % traj_interval)
+        obs = engine.advance(n)
+        for k, (e_pot, e_kin) in enumerate(obs):
+            rec.row(done + k + 1, float(e_pot), float(e_kin))
+        done += n
+        rec.pbar.update(n)
+        if done % traj_interval == 0:
+            rec.frame(engine)
+
+
+def run_md_engine(
+    atoms,
+    potential,
+    ensemble: str = "nve",
+    temperature_K: float = 300.0,
+    timestep_fs: float = 1.0,
+    steps: int = 1000,
+    friction_per_fs: float = 0.01,
+    log_interval: int = 10,
+    traj_interval: int = 100,
+    trajectory: Optional[Path] = None,
+    log: Optional[Path] = None,
+    seed: int = 0,
+    progress: Optional[bool] = None,
+    skin: float = SKIN,
+    capacity: Optional[int] = None,
+    chunk_steps: int = CHUNK_STEPS,
+) -> dict:
+    """:func:`scalarjax.simulation.md.run_md` on the in-XLA engine: same outputs (log rows every
+    ``log_interval`` steps from step 0, extxyz frames every ``traj_interval`` steps from step 0,
+    summary with throughput and NVE drift), ``atoms`` left at the final positions and velocities.
+    The summary adds ``compile_seconds`` (start state and loop, before the clock), the final
+    ``neighbor_capacity``, ``neighbor_builds`` and ``reallocations``."""
+    from scalarjax.progress import bar
+    from scalarjax.simulation.md import _energy_statistics, _fresh_outputs, check_md_settings, initial_velocities
+
+    if ensemble not in ENSEMBLES:
+        raise InputError(f"md --ensemble {ensemble} needs --engine ase (the jax engine runs {', '.join(ENSEMBLES)})")
+    check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
+    initial_velocities(atoms, temperature_K, seed)
+    t0 = time.perf_counter()
+    kw = dict(ensemble=ensemble, timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs)
+    engine = Engine(potential, atoms, **kw, skin=skin, capacity=capacity, chunk_steps=chunk_steps, seed=seed)
+    engine.compile()
+    compile_seconds, compiles_before = time.perf_counter() - t0, engine.compile_count
+    log_file = _fresh_outputs(log, trajectory)
+    pbar = bar(None, steps, f"MD {ensemble} (jax)", sys.stderr.isatty() if progress is None else progress, unit="step")
+    rec = _Recorder(atoms, timestep_fs, log_interval, log_file, trajectory, pbar, [])
+    rec.row(0, float(engine.state.energy), float(kinetic_energy(engine.system.masses, engine.state.velocities)))
+    rec.frame(engine)
+    t0 = time.perf_counter()
+    try:
+        _run_chunks(engine, rec, steps, traj_interval)
+    finally:
+        pbar.close()
+        log_file and log_file.close()
+    seconds = time.perf_counter() - t0
+    final = engine.snapshot(atoms)
+    atoms.set_positions(final.get_positions())
+    atoms.set_velocities(final.get_velocities())
+    summary = {
+        "engine": "jax",
+        **dict(ensemble=ensemble, n_atoms=len(atoms), steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
+        **dict(seconds=seconds, steps_per_s=steps / seconds, compile_seconds=compile_seconds),
+        **_engine_counters(engine, compiles_before),
+        "rows": rec.rows,
+    }
+    if len(rec.rows) > 2:
+        summary.update(_energy_statistics(rec.rows, len(atoms)))
+    return summary
+
+
+def _engine_counters(engine: Engine, compiles_before: int) -> dict:
+    """Compilations since ``compiles_before``, final neighbour-list capacity, builds and reallocations."""
+    return {
+        "compiles_during_run": engine.compile_count - compiles_before,
+        "neighbor_capacity": engine.capacity,
+        "neighbor_builds": int(engine.state.neighbors.builds),
+        "reallocations": engine.reallocations,
+    }
