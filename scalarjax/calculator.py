@@ -22,12 +22,13 @@ from scalarjax.errors import InputError
 from scalarjax.graph.batch import PadSize, batch_graphs, bucket_size
 from scalarjax.potential import Potential
 
-HEADROOM = 1.25  # capacity over the current size when (re)allocating
 GROWTH = 1.5  # geometric growth factor when the capacity is exceeded
-SKIN = 0.5  # Å: edges are allocated for the pairs within r_max + SKIN (a neighbour shell just outside
-# r_max, e.g. fcc Ag's third shell at 5.01 Å for r_max = 5 Å, enters under thermal motion). Thin,
-# because padded edges cost as much as real ones (docs/performance-notes.md); a system that outgrows
-# it recompiles once.
+SKIN = 0.25  # Å: edges are allocated for the pairs within r_max + SKIN (a neighbour shell just outside
+# r_max, e.g. fcc Ag's third shell at 5.01 Å for r_max = 5 Å, enters under thermal motion) ...
+MARGIN = 1.1  # ... and for at least 1.1 × the pairs within r_max (density fluctuations of a liquid).
+# Padded edges cost as much as real ones (docs/performance-notes.md): the former 0.5 Å skin times a
+# 1.25 headroom padded 64-atom diamond Si (1792 pairs) to 3072 edges, because its fourth shell
+# (5.47 Å) lies in that skin; now 2048. A system that outgrows the capacity recompiles once.
 
 
 def _atomic_numbers(species: Any) -> tuple[int, ...]:
@@ -94,15 +95,18 @@ class Calculator(ASECalculator):
         return self.potential.config
 
     def _pad_size(self, n_node: int, n_edge: int, config: Optional[Configuration] = None) -> PadSize:
+        """Padded sizes for ``n_node`` atoms and ``n_edge`` edges: kept while they fit; otherwise the
+        pairs within r_max + SKIN (at least MARGIN × ``n_edge``), and at least GROWTH × the old capacity."""
         cap = self.capacity
         if cap is None or n_node + 1 > cap.n_node or n_edge > cap.n_edge:
+            edges = int(MARGIN * n_edge)
             if config is not None:  # Verlet-skin estimate: the pairs that can enter r_max soon
                 from scalarjax.graph.neighbors import neighbor_list
 
-                n_edge = max(n_edge, len(neighbor_list(config.positions, config.cell, config.pbc, self.config.r_max + SKIN)[0]))
+                edges = max(edges, len(neighbor_list(config.positions, config.cell, config.pbc, self.config.r_max + SKIN)[0]))
             grow = 1.0 if cap is None else GROWTH
-            nodes = max(n_node + 1, int((cap.n_node if cap else 0) * grow), int(HEADROOM * (n_node + 1)))
-            edges = max(n_edge, int((cap.n_edge if cap else 0) * grow), int(HEADROOM * n_edge))
+            nodes = max(n_node + 1, int((cap.n_node if cap else 0) * grow))
+            edges = max(edges, int((cap.n_edge if cap else 0) * grow))
             self.capacity = PadSize(bucket_size(nodes), bucket_size(edges), 2)
         return self.capacity
 

@@ -143,7 +143,7 @@ def test_float64_without_x64_is_a_clear_error():
 
 def test_capacity_covers_a_shell_just_outside_the_cutoff():
     """fcc Ag's third shell sits at 5.01 Å, just outside r_max = 5 Å: a perfect cell has 18 neighbours per
-    atom, a thermally rattled one up to 42. The capacity (pairs within r_max + SKIN) absorbs that: no recompile."""
+    atom, a thermally rattled one up to 42. The capacity (pairs within r_max + SKIN, 0.25 Å) absorbs that: no recompile."""
     from ase.build import bulk
 
     import scalarjax
@@ -163,5 +163,5 @@ def test_capacity_covers_a_shell_just_outside_the_cutoff():
     assert traces[0] == 0
     from scalarjax.graph.neighbors import neighbor_list
 
-    assert len(neighbor_list(hot.positions, hot.cell, hot.pbc, 5.0)[0]) > 1.25 * 18 * len(atoms)  # headroom alone would overflow
+    assert len(neighbor_list(hot.positions, hot.cell, hot.pbc, 5.0)[0]) > 1.1 * 18 * len(atoms)  # the margin alone would overflow
     assert calc.potential.compile_count == compiles
