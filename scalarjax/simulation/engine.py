@@ -30,8 +30,10 @@ shifts. It is rebuilt (``lax.cond``) when an atom moved more than skin/2 since t
 no pair enters r_max unseen; edges between r_max and r_max + skin carry exactly zero (the cutoff
 envelope). More pairs than the capacity set a sticky ``overflow`` flag: the host then grows the
 capacity geometrically (one recompilation) and redoes that chunk from its start state, so no pair
-is ever lost. A build costs O(M·N²) for M images and N atoms (memory M·N² booleans): fine up to a
-few thousand atoms when rebuilds are rare (every ~10–50 steps at 300 K with the 0.5 Å skin).
+is ever lost. A build costs O(M·N²) time and ~5·M·N² bytes (mask and its prefix sum) for M images
+and N atoms, e.g. M = 27 for both Si cells: fine up to a few thousand atoms when rebuilds are rare
+(every ~10–50 steps at 300 K with the 0.5 Å skin); beyond N²·M = 2³¹ the engine refuses (a cell
+list would be the next step).
 Positions are never wrapped: a build wraps a copy into the cell and expresses the shifts for the
 unwrapped positions (``S' = S + n_j − n_i``), so trajectories are continuous, as in ASE.
 
@@ -160,6 +162,12 @@ def make_system(
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-9 and pbc.all():
         raise InputError(f"atoms: periodic cell has zero volume: {cell.tolist()}")
     full = complete_cell(cell)
+    images = image_shifts(cell, pbc, cutoff)
+    if len(atoms) ** 2 * len(images) >= 2**31:
+        raise InputError(
+            f"{len(atoms)} atoms × {len(images)} cell images: too many pairs for the jax engine's all-pairs "
+            "neighbour list (N²·M < 2³¹); use the ASE engine"
+        )
     return System(
         species=jnp.asarray(elements.index(atoms.get_atomic_numbers(), "atoms"), jnp.int32),
         masses=jnp.asarray(atoms.get_masses(), dtype),
@@ -167,7 +175,7 @@ def make_system(
         full_cell=jnp.asarray(full, dtype),
         inv_cell=jnp.asarray(np.linalg.inv(full), dtype),
         pbc=jnp.asarray(pbc),
-        images=jnp.asarray(image_shifts(cell, pbc, cutoff), dtype),
+        images=jnp.asarray(images, dtype),
         dt=jnp.asarray(timestep_fs * units.fs, dtype),
         kT=jnp.asarray(units.kB * temperature_K, dtype),
         gamma=jnp.asarray(friction_per_fs / units.fs, dtype),
@@ -175,31 +183,32 @@ def make_system(
 
 
 def _pairs_within(positions, system: System, cutoff: float):
-    """``(mask [M, N, N], wrap [N, 3])``: ``mask[m, i, j]`` = ``|x̃_j − x̃_i + S_m·L| ≤ cutoff`` for the
+    """``(mask [N, M, N], wrap [N, 3])``: ``mask[i, m, j]`` = ``|x̃_j − x̃_i + S_m·L| ≤ cutoff`` for the
     positions wrapped into the cell, ``x̃ = x + wrap·L`` (wrap integer-valued, 0 along non-periodic
-    directions), excluding an atom with itself at S = 0."""
+    directions), excluding an atom with itself at S = 0. Sender-major, like matscipy's list."""
     n = positions.shape[0]
     frac = positions @ system.inv_cell
     wrap = jnp.where(system.pbc[None, :], -jnp.floor(frac), 0.0)
     x = positions + wrap @ system.full_cell
     offsets = system.images @ system.full_cell  # [M, 3]
-    diff = x[None, None, :, :] - x[None, :, None, :] + offsets[:, None, None, :]
+    diff = x[None, None, :, :] - x[:, None, None, :] + offsets[None, :, None, :]
     d2 = jnp.sum(diff * diff, axis=-1)
-    itself = jnp.eye(n, dtype=bool)[None] & jnp.all(system.images == 0, axis=1)[:, None, None]
+    itself = jnp.eye(n, dtype=bool)[:, None, :] & jnp.all(system.images == 0, axis=1)[None, :, None]
     return (d2 <= cutoff * cutoff) & ~itself, wrap
 
 
 def build_neighbors(positions, system: System, cutoff: float, capacity: int) -> NeighborList:
     """All pairs within ``cutoff`` (Å) of ``positions [N, 3]``, compacted to ``capacity`` edges
-    (jittable; ``capacity`` static). Edge k < count is (sender i, receiver j, shift S + n_j − n_i);
-    the rest are padding edges N → N with zero shift. ``overflow`` = count > capacity (then the
-    pairs past the capacity are missing and the caller must reallocate)."""
-    n = positions.shape[0]
+    (jittable; ``capacity`` static), sorted by sender. Edge k < count is (sender i, receiver j,
+    shift S + n_j − n_i); the rest are padding edges N → N with zero shift. ``overflow`` = count >
+    capacity (then the pairs past the capacity are missing and the caller must reallocate).
+    Flat indices are int32: N²·M < 2³¹ (e.g. 8900 atoms with 27 images)."""
+    n, n_images = positions.shape[0], system.images.shape[0]
     mask, wrap = _pairs_within(positions, system, cutoff)
     count = jnp.sum(mask, dtype=jnp.int32)
     (flat,) = jnp.nonzero(mask.reshape(-1), size=capacity, fill_value=0)
-    m, ij = jnp.divmod(flat, n * n)
-    i, j = jnp.divmod(ij, n)
+    i, mj = jnp.divmod(flat, n_images * n)
+    m, j = jnp.divmod(mj, n)
     valid = jnp.arange(capacity) < count
     shifts = system.images[m] + wrap[j] - wrap[i]
     return NeighborList(
