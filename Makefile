@@ -29,7 +29,7 @@ demo: $(CORE)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n auto --maxprocesses 4 tests
+	SCALARJAX_COMPILATION_CACHE=none $(PY) -m scalarjax.launch -m pytest -q -n auto --maxprocesses 4 tests
 
 bench: $(STAMP)
 	$(PY) experiments/bench_inference.py

@@ -18,6 +18,9 @@
    :func:`allocator_library` (mimalloc from the ``cmeel-mimalloc`` wheel, a dependency on Linux;
    else a system tcmalloc), and ``python -m scalarjax.launch SCRIPT`` does the same for a script.
    ``import scalarjax`` in a running interpreter cannot do this and relies on 1.
+4. JAX's persistent compilation cache for the command and the launcher (:func:`use_compilation_cache`;
+   ``JAX_COMPILATION_CACHE_DIR`` chooses the folder, ``SCALARJAX_COMPILATION_CACHE=none`` skips it):
+   the second process that compiles a shape loads it in ~0.1 s instead of 5–9 s (medium MACE).
 2. ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` (``SCALARJAX_NO_XLA_FLAGS=1`` to skip):
    XLA's CPU "YNN" fusion makes some of the reductions in a MACE backward pass pathologically
    slow; excluding reductions from it restores normal speed. Appended to the user's ``XLA_FLAGS``
@@ -146,3 +149,16 @@ def exec_with_allocator(args: list[str]) -> None:
         os.execve(sys.executable, [sys.executable, *args], env)
     except OSError:
         return
+
+
+def use_compilation_cache() -> str | None:
+    """Point JAX's persistent compilation cache at ``$JAX_COMPILATION_CACHE_DIR``, by default
+    ``$XDG_CACHE_HOME/scalarjax/xla`` (``~/.cache/...``), unless ``SCALARJAX_COMPILATION_CACHE=none``.
+    Sets the environment variable JAX reads when it is imported (and which child processes inherit),
+    so call it before JAX is imported; returns the folder, or None when switched off."""
+    if os.environ.get("SCALARJAX_COMPILATION_CACHE", "").lower() == "none":
+        return None
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "scalarjax", "xla")
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]

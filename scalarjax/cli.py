@@ -25,11 +25,13 @@ def main(argv=None) -> int:
     """Run one command. A user error (:class:`scalarjax.errors.UserError`, a missing or unreadable
     file) prints one line ``scalarjax: error: ...`` and returns 2; anything else is a bug and keeps
     its traceback. Called as the command (``argv`` None), it first re-executes itself once with a
-    faster allocator preloaded (:func:`scalarjax._runtime.exec_with_allocator`)."""
+    faster allocator preloaded and turns on JAX's persistent compilation cache
+    (:mod:`scalarjax._runtime`, items 3 and 4)."""
     if argv is None:
         from scalarjax import _runtime
 
         _runtime.exec_with_allocator(["-m", "scalarjax", *sys.argv[1:]])
+        _runtime.use_compilation_cache()
     from scalarjax.errors import UserError
 
     try:
@@ -326,7 +328,7 @@ def _parser_md_relax(sub) -> None:
     m.add_argument(
         "--engine", choices=("ase", "jax"), default="ase", help="ase: ASE integrators; jax: whole chunks of steps in XLA (nve, nvt)"
     )
-    m.add_argument("--skin", type=float, default=0.5, help="Å, Verlet skin of the on-device neighbour list (--engine jax)")
+    m.add_argument("--skin", type=float, default=0.25, help="Å, Verlet skin of the on-device neighbour list (--engine jax)")
     m.add_argument("--chunk", type=int, default=100, help="steps per device call (--engine jax)")
     _add_dtype(m)
     m.add_argument("--out", default=None, help="output directory (default RUN_DIR/md, numbered md-2, ... if taken)")

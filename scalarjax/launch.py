@@ -5,7 +5,8 @@
 
 The same as ``python SCRIPT.py ARGS`` (or ``python -m MODULE``), with ``LD_PRELOAD`` set to
 :func:`scalarjax._runtime.allocator_library`, which an interpreter cannot do for itself once it
-runs. The ``scalarjax`` command does this on its own; this is for scripts that use the library
+runs, and JAX's persistent compilation cache on (``scalarjax._runtime.use_compilation_cache``).
+The ``scalarjax`` command does both on its own; this is for scripts that use the library
 (an ASE MD driver, a benchmark). Where there is no allocator (not Linux, a GPU plugin,
 ``SCALARJAX_ALLOCATOR=none``) the script runs as it would with plain ``python``.
 """
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help") or (args[0] == "-m" and len(args) < 2):
         print(USAGE, file=sys.stderr)
         return 2
+    _runtime.use_compilation_cache()
     _runtime.exec_with_allocator(args)
     if args[0] == "-m":
         sys.argv = [args[1], *args[2:]]

@@ -19,7 +19,7 @@ import pytest
 from conftest import TINY
 from physics_utils import count_traces, molecule, triclinic_cell
 
-SKIN = 0.5  # Å, the engine's default
+SKIN = 0.5  # Å (the engine's default is 0.25): r_max + skin = 4.0 Å, the second shell of si16
 CHUNK = 50  # steps per call in these tests
 
 
@@ -55,7 +55,9 @@ def start_count(pot) -> int:
 def capacity(pot) -> int:
     """The capacity a run grows to from exactly the start count (so the overflow test's grown run and
     the reference run share the other tests' compiled program)."""
-    return math.ceil(1.5 * start_count(pot))
+    from scalarjax.simulation.engine import GROWTH
+
+    return math.ceil(GROWTH * start_count(pot))
 
 
 def engine(pot, atoms, capacity, **kw):
@@ -179,7 +181,7 @@ def test_no_recompilation_across_chunks(nve_run):
 
 def test_overflow_reallocates_once_and_matches_a_large_enough_run(pot, capacity):
     """Capacity = exactly the pairs at the start: a later rebuild finds more, the host grows the
-    capacity once (×1.5) and redoes the chunk; the trajectory equals a run that had that capacity
+    capacity once (×GROWTH) and redoes the chunk; the trajectory equals a run that had that capacity
     from the start (to 1e-12 Å)."""
     small = engine(pot, si16(600.0), start_count(pot), timestep_fs=2.0)
     big = engine(pot, si16(600.0), capacity, timestep_fs=2.0)

@@ -43,7 +43,11 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD
 
 
 def _clean_env(**env):
-    base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SCALARJAX_ALLOCATOR", "JAX_PLATFORMS")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LD_PRELOAD", "SCALARJAX_ALLOCATOR", "JAX_PLATFORMS", "JAX_COMPILATION_CACHE_DIR", "SCALARJAX_COMPILATION_CACHE")
+    }
     return {**base, "PYTHONPATH": ROOT, **env}
 
 
@@ -82,3 +86,10 @@ def test_launch_usage_is_one_line():
 def test_import_does_not_start_jax():
     code = "import sys, scalarjax; assert 'jax' not in sys.modules; scalarjax.Potential; assert 'jax' in sys.modules; print('ok')"
     assert _py(["-c", code]) == ["ok"]
+
+
+def test_compilation_cache_folder(tmp_path):
+    code = ["-c", "import os, scalarjax._runtime as r; print(r.use_compilation_cache(), os.environ.get('JAX_COMPILATION_CACHE_DIR'))"]
+    assert _py(code, XDG_CACHE_HOME=str(tmp_path)) == [str(tmp_path / "scalarjax" / "xla")] * 2
+    assert _py(code, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine")) == [str(tmp_path / "mine")] * 2  # the user's choice stays
+    assert _py(code, SCALARJAX_COMPILATION_CACHE="none") == ["None", "None"]
