@@ -1,7 +1,10 @@
 """Training throughput (configurations/s) of the default medium MACE on mlearn Si, batch size 4.
 
 The same loss weights as the peer measurement (energy 1, forces 100, stress 100), Adam/AMSGrad,
-float32 by default. Times one epoch of jitted steps after a warm-up epoch (compiles excluded).
+float32 by default. Times one epoch of jitted steps after a warm-up epoch (compiles excluded), and
+reports the share of padded atoms and edges in the trainer's fixed padded shape and the host time
+spent shuffling and padding an epoch's batches. Run it through the launcher, as the ``scalarjax``
+command runs training (``python -m scalarjax.launch experiments/bench_training.py``).
 
     python experiments/bench_training.py [--data DIR] [--dtype float32] [--out FILE]
 """
@@ -11,9 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_inference import machine  # noqa: E402
 
 
 def main():
@@ -53,7 +60,11 @@ def main():
     jax.block_until_ready(state)
     warm_s = time.perf_counter() - t
     compiles = step._cache_size()
+    t = time.perf_counter()
     epoch = list(batches(graphs, args.batch_size, shuffle=True, seed=1, size=size))
+    batching_s = time.perf_counter() - t  # host-side shuffling + padding of one epoch (numpy)
+    real_nodes = sum(int(np.sum(b.n_node[:-1])) for b in epoch)
+    real_edges = sum(int(np.sum(b.n_edge[:-1])) for b in epoch)
     times = []
     for b in epoch:
         t = time.perf_counter()
@@ -63,7 +74,10 @@ def main():
     total = sum(times)
     new_compiles = step._cache_size() - compiles
     out = {
-        "command": "python experiments/bench_training.py",
+        "command": "python experiments/bench_training.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": machine(),
+        "allocator": os.environ.get("LD_PRELOAD", ""),
         "dtype": args.dtype,
         "batch_size": args.batch_size,
         "configs": len(graphs),
@@ -73,6 +87,10 @@ def main():
         "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
         "warmup_epoch_s": round(warm_s, 1),
         "padded_shape": [size.n_node, size.n_edge, size.n_graph],
+        "padded_share_atoms": round(1.0 - real_nodes / (len(epoch) * size.n_node), 4),
+        "padded_share_edges": round(1.0 - real_edges / (len(epoch) * size.n_edge), 4),
+        "host_batching_s_per_epoch": round(batching_s, 3),
+        "host_batching_share_of_epoch": round(batching_s / total, 4),
         "compiled_shapes": compiles,
         "compiles_in_timed_epoch": new_compiles,
         "avg_num_neighbors": stats["avg_num_neighbors"],

@@ -38,8 +38,31 @@ params = {
     },
     "mace_torch": {k: peers["plain"]["params"][n]["total"] for k, n in (("aspirin", "aspirin_HCO"), ("si", "Si"))},
 }
-out = {"machine": ours["machine"], "rows": rows, "params": params}
+out = {"machine": ours["machine"], "allocator": ours.get("allocator"), "rows": rows, "params": params}
+training = None
+try:  # training throughput, mlearn Si, batch 4, float32 (compare_mace_torch.sh without --skip-training)
+    t_ours = json.load(open(os.path.join(R, "bench_training_cpu.json")))
+    t_peer = {
+        tag: json.load(open(os.path.join(R, f)))["summary"]
+        for tag, f in (("plain", "peer_mace_torch_train_throughput.json"), ("tuned", "peer_mace_torch_train_throughput_tuned.json"))
+    }
+    best = max(v["configs_per_s_total"] for v in t_peer.values())
+    training = {
+        "scalarjax_configs_per_s": t_ours["configs_per_s"],
+        "peer_configs_per_s": {k: round(v["configs_per_s_total"], 3) for k, v in t_peer.items()},
+        "speedup_vs_best_peer": round(t_ours["configs_per_s"] / best, 3),
+        "scalarjax_padded_share": {"atoms": t_ours.get("padded_share_atoms"), "edges": t_ours.get("padded_share_edges")},
+    }
+    out["training"] = training
+except (OSError, KeyError):
+    pass
 json.dump(out, open(os.path.join(R, "comparison_mace_torch_cpu.json"), "w"), indent=1)
 text = "\n".join(table) + f"\n\nparameters: {json.dumps(params)}\n"
+if training:
+    p = training["peer_configs_per_s"]
+    text += (
+        f"\ntraining, mlearn Si, batch 4, float32: scalarjax {training['scalarjax_configs_per_s']:.2f} configurations/s, "
+        f"mace-torch {p['plain']:.2f} (glibc default) / {p['tuned']:.2f} (tunables): {training['speedup_vs_best_peer']:.2f}x the faster\n"
+    )
 open(os.path.join(R, "comparison_mace_torch_cpu.md"), "w").write(text)
 print(text)
