@@ -5,7 +5,8 @@
 
 Each size runs in its own process (its peak resident memory is then that size's). Cells: the
 8-atom conventional diamond cell (a = 5.431 Å) repeated n×n×n, rattled by 0.05 Å (seed 0), so
-every size has the same neighbour density. Default model of the backbone, random parameters
+every size has the same neighbour density. Children run with the library's allocator preloaded, as
+the ``scalarjax`` command runs. Default model of the backbone, random parameters
 (timing does not depend on their values), avg_num_neighbors 20. Steady state: median of ≥5 calls
 after 2 warm-up calls; the first call (trace + compile) is reported apart. A strictly local model
 (Allegro) should cost the same per atom at every size; the ratio to the smallest size ≥ 512 atoms
@@ -81,11 +82,15 @@ def main() -> None:
     import jax
     from bench_inference import machine
 
+    from scalarjax import _runtime
+
+    env = _runtime.allocator_env()  # children run as the scalarjax command runs
     report = {"command": " ".join(sys.argv), "machine": machine(), "jax": jax.__version__, "backbone": args.backbone, "dtype": args.dtype}
+    report["allocator"] = env.get("LD_PRELOAD", "")
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--child", str(n), "--backbone", args.backbone, "--dtype", args.dtype]
-        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1])
         rows.append(row)
         print(
             f"{args.backbone} {args.dtype} {row['n_atoms']:6d} atoms: {row['median_ms']:10.2f} ms  {row['us_per_atom']:8.2f} µs/atom  "
