@@ -31,12 +31,13 @@ def pot():
     return Potential(load_model_config(TINY), seed=1)
 
 
-def si16(temperature_K: float = 300.0, seed: int = 0):
-    """Rattled triclinic diamond Si (16 atoms, 4 % expanded), Maxwell–Boltzmann velocities with zero total momentum."""
+def si16(temperature_K: float = 300.0, seed: int = 0, a: float = 5.66):
+    """Rattled triclinic diamond Si (16 atoms, lattice constant ``a``, 4 % expanded by default),
+    Maxwell–Boltzmann velocities with zero total momentum."""
     from ase.build import bulk
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    atoms = bulk("Si", "diamond", a=5.66).repeat((2, 2, 2))
+    atoms = bulk("Si", "diamond", a=a).repeat((2, 2, 2))
     atoms.rattle(0.05, seed=seed + 1)
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
@@ -224,7 +225,7 @@ def test_md_command_with_the_jax_engine(tmp_path, capsys):
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(RunConfig(model=model.config))))
     save_params(run / "best", model.params)
     structure = tmp_path / "cell.xyz"
-    ase.io.write(structure, si16())
+    ase.io.write(structure, si16(a=5.0))  # shells at 3.54 and 4.15 Å: the pairs within 3.75 Å stay put
     args = ["md", str(run), "--structure", str(structure), "--engine", "jax", "--steps", "40", "--log-interval", "5"]
     args += ["--traj-interval", "20", "--chunk", str(CHUNK), "--out", str(tmp_path / "md")]
     assert main(args) == 0
