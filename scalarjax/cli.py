@@ -188,6 +188,7 @@ def _cmd_diagnose(args) -> int:
         quick=args.quick,
         dtype=args.dtype,
         seed=args.seed,
+        md_engine=args.md_engine,
     )
     print(summary_table(report))
     print(f"numbers in {report['out_dir']}/diagnostics.json, plots beside them")
@@ -357,6 +358,9 @@ def _parser_diagnose_import_export(sub) -> None:
     d.add_argument("--labels", help="comma-separated names of the runs in tables and plots")
     d.add_argument("--out", help="output directory (default FIRST_RUN/diagnostics)")
     d.add_argument("--quick", action="store_true", help="tiny MD budgets (smoke test)")
+    d.add_argument(
+        "--md-engine", default="auto", choices=("auto", "ase", "jax"), help="MD of the liquid g(r): auto = jax on a GPU, ase on the CPU"
+    )
     _add_dtype(d)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(handler=_cmd_diagnose)

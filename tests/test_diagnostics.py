@@ -445,3 +445,39 @@ def test_liquid_state_point_uses_the_data_temperature_and_density(tmp_path):
     assert len(cell) == 64 and cell.get_volume() / 64 == pytest.approx(5.47**3 / 8)
     fallback = liquid_state_point([], PRESETS["si"])
     assert not fallback["matched"] and fallback["temperature_K"] == 2500.0
+
+
+def test_liquid_md_on_the_jax_engine(tiny_si, monkeypatch):
+    """The liquid g(r) diagnostic on the jax MD engine samples as the ASE path does (equilibration,
+    then the start frame and one frame every ``rdf_every`` steps, in chunks the engine accepts); the
+    engine itself is tested in test_md_engine.py, so a stand-in records the calls here. ``auto`` is
+    ASE on the CPU; an unknown engine is one line."""
+    import scalarjax.simulation.engine as engine
+    from scalarjax.diagnostics.report import PRESETS, Budget, _rdf, md_engine_for
+    from scalarjax.errors import InputError
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, potential, atoms, *, ensemble, temperature_K, chunk_steps, **kw):
+            assert potential is tiny_si.potential and ensemble == "nvt" and temperature_K == 1500.0
+            assert np.any(atoms.get_momenta()) and chunk_steps == 100  # thermalised before the start
+            self.chunk = chunk_steps
+
+        def advance(self, n):
+            assert 0 < n <= self.chunk
+            calls.append(n)
+
+        def snapshot(self, atoms):
+            return atoms.copy()
+
+    monkeypatch.setattr(engine, "Engine", Recorder)
+    budget = Budget(rdf_equilibrate_steps=250, rdf_sample_steps=60, rdf_every=20)
+    state = {"temperature_K": 1500.0, "volume_per_atom_A3": 20.44, "matched": False, "frames": []}
+    res = _rdf(tiny_si, PRESETS["si"], budget, 0, state, "jax")
+    assert calls == [100, 100, 50, 20, 20, 20]
+    assert res["md_engine"] == "jax" and res["n_frames"] == 4 and res["n_atoms"] == 64
+    assert res["volume_per_atom_A3"] == pytest.approx(20.44) and np.all(np.isfinite(res["g"]))
+    assert md_engine_for("auto") == "ase"
+    with pytest.raises(InputError, match="md engine 'lammps'"):
+        md_engine_for("lammps")

@@ -72,15 +72,23 @@ class Budget:
 
 
 def diagnose_run(
-    calc, p: SystemPreset, which: Sequence[str], budget: Budget, r_data_min: Optional[float], seed: int = 0, state: Optional[dict] = None
+    calc,
+    p: SystemPreset,
+    which: Sequence[str],
+    budget: Budget,
+    r_data_min: Optional[float],
+    seed: int = 0,
+    state: Optional[dict] = None,
+    md_engine: str = "auto",
 ) -> dict:
     """The chosen diagnostics of one calculator. ``state``: the liquid state point
-    (:func:`liquid_state_point`); default the preset's temperature at the crystal's density."""
+    (:func:`liquid_state_point`); default the preset's temperature at the crystal's density.
+    ``md_engine``: what runs the liquid's Langevin MD (:func:`md_engine_for`)."""
     runners = {
         "repulsion": lambda: _repulsion(calc, p, budget, r_data_min),
         "phonons": lambda: _phonons(calc, p, budget),
         "nve": lambda: _nve(calc, p, budget, seed),
-        "rdf": lambda: _rdf(calc, p, budget, seed, state),
+        "rdf": lambda: _rdf(calc, p, budget, seed, state, md_engine_for(md_engine)),
     }
     out: dict = {}
     timings: dict = {}
@@ -147,21 +155,71 @@ def _nve(calc, p: SystemPreset, budget: Budget, seed: int) -> dict:
     return nve_drift(calc, atoms, budget.nve_steps, p.timestep_fs, 300.0, seed)
 
 
-def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict]) -> dict:
+MD_ENGINES = ("auto", "ase", "jax")
+
+
+def md_engine_for(choice: str) -> str:
+    """``"ase"`` or ``"jax"`` (:mod:`scalarjax.simulation.engine`) for the liquid's MD. ``"auto"``: the
+    jax engine on an accelerator, ASE on the CPU, where the model call is the whole step either way
+    (medium MACE: the ASE step costs ~1.05 model calls) and the engine's loop takes longer to compile.
+    The NVE drift always runs on ASE: it integrates in float64, the engine in the model's dtype."""
+    if choice not in MD_ENGINES:
+        raise InputError(f"md engine {choice!r}: choose from {MD_ENGINES}")
+    if choice != "auto":
+        return choice
+    import jax
+
+    return "ase" if jax.default_backend() == "cpu" else "jax"
+
+
+def _liquid_frames(calc, atoms, temperature: float, p: SystemPreset, budget: Budget, seed: int, engine: str) -> list:
+    """Langevin NVT (friction 0.02/fs) from Maxwell–Boltzmann velocities: ``rdf_equilibrate_steps``,
+    then a frame every ``rdf_every`` steps for ``rdf_sample_steps``, with ASE's integrator or the jax engine."""
+    from scalarjax.simulation import run_md
+    from scalarjax.simulation.md import initial_velocities, make_integrator
+
+    frames: list = []
+    if engine == "ase":
+        run_md(
+            atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False
+        )
+        dyn = make_integrator(atoms, "nvt", p.timestep_fs, temperature, 0.02, seed=seed + 1)
+        dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
+        dyn.run(budget.rdf_sample_steps)
+        return frames
+    from scalarjax.simulation.engine import Engine
+
+    initial_velocities(atoms, temperature, seed)
+    chunk = max(budget.rdf_every, 100)
+    eng = Engine(
+        calc.potential,
+        atoms,
+        ensemble="nvt",
+        timestep_fs=p.timestep_fs,
+        temperature_K=temperature,
+        friction_per_fs=0.02,
+        chunk_steps=chunk,
+        seed=seed,
+    )
+    for done in range(0, budget.rdf_equilibrate_steps, chunk):
+        eng.advance(min(chunk, budget.rdf_equilibrate_steps - done))
+    frames.append(eng.snapshot(atoms))  # step 0 of sampling, as ASE's attach does
+    for _ in range(budget.rdf_sample_steps // budget.rdf_every):
+        eng.advance(budget.rdf_every)
+        frames.append(eng.snapshot(atoms))
+    return frames
+
+
+def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict], engine: str = "ase") -> dict:
     """g(r) of Langevin NVT at the liquid state point (equilibrated, then sampled every
     ``budget.rdf_every`` steps), and against the reference frames when there are any."""
     from scalarjax import diagnostics as dg
-    from scalarjax.simulation import run_md
-    from scalarjax.simulation.md import make_integrator
 
     state = state or liquid_state_point([], p)
     temperature = state["temperature_K"]
     atoms = liquid_cell(p, state["volume_per_atom_A3"])
-    run_md(atoms, calc, "nvt", temperature, p.timestep_fs, budget.rdf_equilibrate_steps, friction_per_fs=0.02, seed=seed, progress=False)
-    frames = []
-    dyn = make_integrator(atoms, "nvt", p.timestep_fs, temperature, 0.02, seed=seed + 1)
-    dyn.attach(lambda: frames.append(atoms.copy()), interval=budget.rdf_every)
-    dyn.run(budget.rdf_sample_steps)
+    frames = _liquid_frames(calc, atoms, temperature, p, budget, seed, engine)
+    atoms = frames[-1]
     r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)
     out = {
         **dg.rdf(frames, r_max=r_max),
@@ -170,6 +228,7 @@ def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict]
         "state_point_matched": state["matched"],
         "n_frames": len(frames),
         "n_atoms": len(atoms),
+        "md_engine": engine,
     }
     if state["frames"]:
         liquid = dg.liquid_structure(frames, state["frames"], r_max=r_max, seed=seed)
@@ -187,6 +246,7 @@ def diagnose(
     quick: bool = False,
     dtype: Optional[str] = None,
     seed: int = 0,
+    md_engine: str = "auto",
 ) -> dict:
     """``scalarjax diagnose``: the diagnostics ``which`` of every run in ``run_dirs`` on one system
     preset (``"auto"``: the one of the runs' element); ``data`` (a data set, optional) supplies the
@@ -197,6 +257,7 @@ def diagnose(
     from scalarjax.calculator import Calculator
 
     labels = _check_choices(which, labels, run_dirs)
+    md_engine_for(md_engine)  # an unknown choice fails before any model loads
     out = pathlib.Path(out_dir or pathlib.Path(run_dirs[0]) / "diagnostics")
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget.quick() if quick else Budget()
@@ -217,7 +278,7 @@ def diagnose(
     from scalarjax.progress import bar
 
     for label, calc in bar(calcs.items(), len(calcs), "diagnose", unit="run"):
-        report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state)
+        report["results"][label] = diagnose_run(calc, p, which, budget, r_data_min, seed, state, md_engine)
     if "rdf" in which and state["frames"]:
         report["data_rdf"] = _data_rdf(state, next(iter(report["results"].values()))["rdf"])
     from scalarjax.fileio import write_json
