@@ -8,7 +8,9 @@ Per cell and path: steps/s over the timed steps (compile excluded), the compile 
 force call for ASE; start state and loop for the engine), the recompilations during the run (the
 potential's / engine's compiled-program counters, and every jaxpr traced while the clock runs),
 and for the engine its neighbour-list capacity, builds and reallocations. Both paths start from
-the same positions and Maxwell–Boltzmann velocities (seeded).
+the same positions and Maxwell–Boltzmann velocities (seeded). The ASE path's step is also
+compared with the bare model call (E+F+S) in the same process, on the calculator's padded shape
+and on the default bucket that experiments/bench_inference.py times.
 
     python experiments/bench_md_engine.py [--steps 200] [--chunk 100] [--cases si_64,si_512]
                                           [--out experiments/results/bench_md_engine_cpu.json]
@@ -76,7 +78,11 @@ def bench_ase(pot, atoms, steps: int, traces: TraceCounter) -> dict:
     atoms.get_forces()  # compile (run_md's own first call is then served by ASE's cache)
     compile_s = time.perf_counter() - t0
     s, n_traces = traces.run(lambda: run_md(atoms, calc, "nve", 300.0, 1.0, steps, log_interval=steps, progress=False, seed=0))
+    call = bench_model_call(pot, atoms, calc.capacity)
     return {
+        "model_call": call,
+        "step_over_model_call": round(1e3 / s["steps_per_s"] / call["ms_at_calculator_padding"], 3),
+        "step_over_default_padding_call": round(1e3 / s["steps_per_s"] / call["ms_at_default_padding"], 3),
         "steps": steps,
         "steps_per_s": round(s["steps_per_s"], 3),
         "ms_per_step": round(1e3 / s["steps_per_s"], 2),
@@ -84,6 +90,31 @@ def bench_ase(pot, atoms, steps: int, traces: TraceCounter) -> dict:
         "compiles_during_run": s["compiles_during_run"],
         "traces_during_run": n_traces,
     }
+
+
+def bench_model_call(pot, atoms, capacity, n: int = 10) -> dict:
+    """Median ms of the bare model call (E+F+S, as the calculator asks on a periodic cell) on the
+    calculator's padded shape (``capacity``) and on the default bucket of ``batch_graphs`` (what
+    experiments/bench_inference.py times)."""
+    import jax
+    import numpy as np
+
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import batch_graphs
+
+    graph = pot.graph(Configuration.from_atoms(atoms))
+    fn, out = pot.function(compute_stress=True), {}
+    for key, size in (("ms_at_calculator_padding", capacity), ("ms_at_default_padding", None)):
+        batch = jax.device_put(batch_graphs([graph], size))
+        jax.block_until_ready(fn(pot.params, batch))
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(pot.params, batch))
+            times.append(time.perf_counter() - t)
+        out[key] = round(1e3 * float(np.median(times)), 2)
+        out[key.replace("ms_at", "edges_at")] = int(batch.senders.shape[0])
+    return out
 
 
 def bench_jax(pot, atoms, steps: int, chunk: int, traces: TraceCounter) -> dict:
