@@ -140,6 +140,12 @@ def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> list:
     return out
 
 
+def split_outputs(B: jnp.ndarray, irreps_out: tuple[str, ...], dims: list) -> Features:
+    """``[N, Σ_L (2L+1), C]`` (outputs stacked in ``irreps_out`` order) → ``{L: [N, 2L+1, C]}``."""
+    bounds = np.cumsum(dims)[:-1].tolist()
+    return dict(zip(irreps_out, jnp.split(B, bounds, axis=1)))
+
+
 class SymmetricContraction(nn.Module):
     """``{ir: [N, 2l+1, C]}`` (all input irreps, equal C) → ``{L: [N, 2L+1, C]}``.
 
@@ -190,11 +196,7 @@ class SymmetricContraction(nn.Module):
             B = B + jnp.einsum("cjk,ckn->cjn", Wb.reshape(C, -1, Wb.shape[3]), mono)  # [C, S·Mt, N]
         B = B.reshape(C, S, -1, N)
         B = jnp.transpose(B[:, 0], (2, 1, 0)) if S == 1 else jnp.einsum("csmn,ns->nmc", B, onehot)
-        out, start = {}, 0
-        for L, d in zip(self.irreps_out, dims):
-            out[L] = B[:, start : start + d]
-            start += d
-        return out
+        return split_outputs(B, self.irreps_out, dims)
 
     def _gathered(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
         """Many species (foundation models: 89): the node's own folded weights are gathered, so the work
@@ -206,12 +208,7 @@ class SymmetricContraction(nn.Module):
         B = 0.0
         for mono, Wb in zip(monos, jnp.split(W, bounds, axis=1)):
             B = B + jnp.einsum("nkc,nkmc->nmc", mono, Wb[species])
-        B = B * real  # padding nodes (no species) stay zero
-        out, start = {}, 0
-        for L, d in zip(self.irreps_out, dims):
-            out[L] = B[:, start : start + d]
-            start += d
-        return out
+        return split_outputs(B * real, self.irreps_out, dims)  # padding nodes (no species) stay zero
 
     def _per_node_paths(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
         """Many species and fewer atoms than species (a molecule with an 89-element model): folding
