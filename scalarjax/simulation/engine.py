@@ -555,7 +555,7 @@ def run_md_engine(
     The summary adds ``compile_seconds`` (start state and loop, before the clock), the final
     ``neighbor_capacity``, ``neighbor_builds`` and ``reallocations``."""
     from scalarjax.progress import bar
-    from scalarjax.simulation.md import _energy_statistics, _fresh_outputs, check_md_settings, initial_velocities
+    from scalarjax.simulation.md import check_md_settings, energy_statistics, fresh_outputs, initial_velocities
 
     if ensemble not in ENSEMBLES:
         raise InputError(f"md --ensemble {ensemble} needs --engine ase (the jax engine runs {', '.join(ENSEMBLES)})")
@@ -566,7 +566,7 @@ def run_md_engine(
     engine = Engine(potential, atoms, **kw, skin=skin, capacity=capacity, chunk_steps=chunk_steps, seed=seed)
     engine.compile()
     compile_seconds, compiles_before = time.perf_counter() - t0, engine.compile_count
-    log_file = _fresh_outputs(log, trajectory)
+    log_file = fresh_outputs(log, trajectory)
     pbar = bar(None, steps, f"MD {ensemble} (jax)", sys.stderr.isatty() if progress is None else progress, unit="step")
     rec = _Recorder(atoms, timestep_fs, log_interval, log_file, trajectory, pbar, [])
     rec.row(0, float(engine.state.energy), float(kinetic_energy(engine.system.masses, engine.state.velocities)))
@@ -589,7 +589,7 @@ def run_md_engine(
         "rows": rec.rows,
     }
     if len(rec.rows) > 2:
-        summary.update(_energy_statistics(rec.rows, len(atoms)))
+        summary.update(energy_statistics(rec.rows, len(atoms)))
     return summary
 
 

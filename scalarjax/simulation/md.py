@@ -133,7 +133,7 @@ def run_md(
     atoms.get_forces()  # compile before the clock starts
     pot = getattr(calc, "potential", None)
     compiles_before = pot.compile_count if pot is not None else 0
-    log_file = _fresh_outputs(log, trajectory)
+    log_file = fresh_outputs(log, trajectory)
     from scalarjax.progress import bar
 
     pbar = bar(None, steps, f"MD {ensemble}", progress, unit="step")
@@ -162,11 +162,11 @@ def run_md(
         "rows": rows,
     }
     if len(rows) > 2:
-        summary.update(_energy_statistics(rows, len(atoms)))
+        summary.update(energy_statistics(rows, len(atoms)))
     return summary
 
 
-def _fresh_outputs(log: Optional[Path], trajectory: Optional[Path]):
+def fresh_outputs(log: Optional[Path], trajectory: Optional[Path]):
     """Create the log (with its header; returned open) and an empty trajectory, whichever are asked for.
 
     Outputs are created afresh (O_EXCL after unlinking a previous file or a planted symlink), so
@@ -219,7 +219,7 @@ class _Observer:
         self.pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
 
 
-def _energy_statistics(rows: list, n_atoms: int) -> dict:
+def energy_statistics(rows: list, n_atoms: int) -> dict:
     """Drift (meV/atom/ps: slope of a linear fit of E_total/N against time), fluctuation (meV/atom:
     standard deviation of E_total/N) and the mean temperature over the second half of the rows."""
     e = np.array([r["E_total"] for r in rows]) / n_atoms
