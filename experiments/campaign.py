@@ -147,7 +147,33 @@ def git_state() -> dict:
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "scalarjax_dirty": bool(git("status", "--porcelain", "--", "scalarjax"))}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        # The tree of scalarjax/ names the library code itself: equal trees, equal numerics,
+        # whatever result commits lie between two runs (the report checks it per seed).
+        "scalarjax_tree": git("rev-parse", "HEAD:scalarjax"),
+        "scalarjax_dirty": bool(git("status", "--porcelain", "--", "scalarjax")),
+    }
+
+
+def code_pin_error(plan: dict, phase: str, git: dict) -> str | None:
+    """A phase may pin the library code every one of its runs uses (``code: COMMIT`` in the plan):
+    variants of one seed are paired only if they ran the same ``scalarjax/``, and a phase spreads
+    over sessions while ``main`` moves on. Returns the one-line error when this checkout's
+    ``scalarjax/`` is not the pinned one."""
+    pin = plan["phases"][phase].get("code")
+    if not pin:
+        return None
+    res = subprocess.run(["git", "rev-parse", f"{pin}:scalarjax"], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        return f"{phase} pins the code of commit {pin}, which this repository does not have"
+    if res.stdout.strip() != git["scalarjax_tree"]:
+        return (
+            f"{phase} pins scalarjax/ to commit {pin} (paired runs need one code); run it from a worktree of that "
+            f"commit: git worktree add -b campaign-{phase} ../campaign-{phase} {pin}, copy in "
+            "experiments/results/campaign/, run there with --commit and merge the branch back"
+        )
+    return None
 
 
 def config_hash(cfg_dict: dict) -> str:
@@ -286,6 +312,8 @@ def main(argv=None):
     git = git_state()
     if git["scalarjax_dirty"] and not args.allow_dirty:
         sys.exit("scalarjax/ has uncommitted changes: commit them first (each result records the commit that trained it)")
+    if (err := code_pin_error(plan, args.phase, git)) and not args.allow_dirty:
+        sys.exit(err)
     t_start = time.perf_counter()
     for s in todo:
         if args.max_hours is not None and time.perf_counter() - t_start > 3600 * args.max_hours:

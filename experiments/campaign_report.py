@@ -16,14 +16,19 @@ and final EMA parameters):
 - Holm's correction of the primary endpoint's p-values (declared in the plan: test force MAE)
   across every (cell, variant) comparison of the phase.
 
-Seeds enter a paired comparison only where both the variant and base have finished.
+Seeds enter a paired comparison only where both the variant and base have finished and ran the
+same library code: the tree of ``scalarjax/`` recorded in the result file (or, for older files,
+looked up from its commit in this repository). A seed whose variant and base ran different code
+is left out of the pairing and named in the report; one whose code cannot be looked up is flagged.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -35,6 +40,20 @@ STRUCT_KEY = {"E": "energy_meV_per_atom", "F": "forces_mae_meV_per_A", "S": "str
 
 def load_results(root: pathlib.Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*/*/seed*.json"))]
+
+
+@functools.cache
+def _tree_of_commit(commit: str) -> str | None:
+    res = subprocess.run(["git", "rev-parse", "-q", "--verify", f"{commit}:scalarjax"], cwd=ROOT, capture_output=True, text=True)
+    return res.stdout.strip() or None
+
+
+def code_tree(result: dict) -> str | None:
+    """The ``scalarjax/`` tree a run trained with, or None when neither recorded nor found."""
+    git = result.get("git", {})
+    if git.get("scalarjax_dirty"):
+        return None
+    return git.get("scalarjax_tree") or (_tree_of_commit(git["commit"]) if git.get("commit") else None)
 
 
 def mae(result: dict, metric: str, model: str = "best") -> float | None:
@@ -107,8 +126,13 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
         cell = {}
         base = variants.get("base", {})
         for variant, by_seed in sorted(variants.items()):
+            trees = {s: (code_tree(by_seed[s]), code_tree(base[s])) for s in sorted(set(by_seed) & set(base))}
+            mismatched = [s for s, (a, b) in trees.items() if a and b and a != b]
             entry = {
                 "seeds": sorted(by_seed),
+                "code_trees": {str(s): (a or "unknown")[:10] for s, (a, _) in trees.items()},
+                "seeds_unpaired_code": mismatched,
+                "seeds_code_unknown": [s for s, (a, b) in trees.items() if not (a and b)],
                 "n_params": next(iter(by_seed.values()))["n_params"],
                 "epochs": next(iter(by_seed.values()))["epochs"],
                 "wall_min_mean": float(np.mean([r["wall_s"] for r in by_seed.values()]) / 60),
@@ -125,7 +149,7 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
                         "n": len(vals),
                     }
                     if variant != "base":
-                        seeds = sorted(set(by_seed) & set(base))
+                        seeds = [s for s in sorted(set(by_seed) & set(base)) if s not in mismatched]
                         logr = np.asarray(
                             [
                                 np.log(mae(by_seed[s], short, model) / mae(base[s], short, model))
@@ -223,6 +247,15 @@ def markdown(report: dict, plan_primary: str) -> str:
                     + " | ".join(deltas)
                     + f" | {boot_s} | {p_s} | {last} | {e['wall_min_mean']:.1f} |"
                 )
+            notes = []
+            for variant, e in cell.items():
+                if e.get("seeds_unpaired_code"):
+                    notes.append(f"{variant}: seeds {e['seeds_unpaired_code']} ran other code than base (left out of the pairing)")
+                if e.get("seeds_code_unknown"):
+                    notes.append(f"{variant}: code of seeds {e['seeds_code_unknown']} not verifiable")
+            trees = sorted({t for e in cell.values() for t in e.get("code_trees", {}).values()})
+            lines += [f"Library code (scalarjax/ tree) of the runs: {', '.join(trees) or '–'}."]
+            lines += [f"- **{n}**" for n in notes]
             lines.append("")
     return "\n".join(lines) + "\n"
 

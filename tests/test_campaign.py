@@ -116,6 +116,25 @@ def test_report_statistics_on_known_inputs():
     assert "| better |" in report.markdown({"p": {"d/s": out}}, "F")
 
 
+def test_report_pairs_only_runs_of_the_same_library_code():
+    """A variant whose run trained with another scalarjax/ tree than base's run of the same seed is
+    left out of that seed's pairing and named in the report; the runner refuses a checkout whose
+    scalarjax/ is not the phase's pinned code."""
+    report = _load("campaign_report")
+    results = [_fake("base", s, 10.0) for s in range(3)] + [_fake("v", s, 8.0 if s < 2 else 20.0) for s in range(3)]
+    for r in results:
+        r["git"] = {"scalarjax_tree": "t_old" if (r["variant"], r["seed"]) == ("v", 2) else "t_new"}
+    out = report.analyse(results)["p"]["d/s"]["v"]
+    assert out["seeds_unpaired_code"] == [2] and out["best"]["F"]["paired"]["seeds"] == [0, 1]
+    assert out["best"]["F"]["paired"]["delta_pct"] == pytest.approx(-20.0)
+    assert "ran other code than base" in report.markdown({"p": {"d/s": report.analyse(results)["p"]["d/s"]}}, "F")
+    campaign = _load("campaign")
+    head = {"scalarjax_tree": campaign.git_state()["scalarjax_tree"]}
+    plan = {"phases": {"p": {"code": "HEAD"}, "q": {}}}
+    assert campaign.code_pin_error(plan, "p", head) is None and campaign.code_pin_error(plan, "q", head) is None
+    assert "git worktree add" in campaign.code_pin_error(plan, "p", {"scalarjax_tree": "0" * 40})
+
+
 def test_selection_over_the_run_scores_with_the_final_objective():
     """select_over: run scores every epoch with the stage-two energy weight, so an early epoch with a
     barely fitted energy cannot win on slightly better forces; stage_two keeps the first-stage weights."""
