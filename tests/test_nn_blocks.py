@@ -100,13 +100,19 @@ def test_symmetric_contraction_is_equivariant(reflect):
     _assert_equivariant(lambda f: mod.apply(params, f, onehot), x, random_orthogonal(4, reflect))
 
 
-def test_symmetric_contraction_matches_the_dense_basis():
-    """Pruned-monomial contraction = the dense einsum with e3nn's reduced symmetric basis U:
-    B[L] = Σ_ν Σ_p w[p] Σ_{i1..iν} U[i1..iν, p, M] A_i1 ⋯ A_iν (one channel, one species)."""
+@pytest.mark.parametrize("nested", [True, False])
+@pytest.mark.parametrize("correlation", [1, 2, 3, 4])
+def test_symmetric_contraction_matches_the_dense_basis(correlation, nested, monkeypatch):
+    """Pruned-monomial contraction (top degree in the nested form, or every degree as monomials) =
+    the dense einsum with e3nn's reduced symmetric basis U: B[L] = Σ_ν Σ_p w[p] Σ_{i1..iν}
+    U[i1..iν, p, M] A_i1 ⋯ A_iν (one channel, one species), for every correlation the model accepts."""
+    import scalarjax.nn.symmetric_contraction as sc_mod
+
+    monkeypatch.setattr(sc_mod, "NESTED_TOP_MAX_ROWS", np.inf if nested else 0.0)
     rng = np.random.default_rng(5)
     irreps_in = ("0e", "1o")
     irreps = e3nn.Irreps("+".join(irreps_in))
-    mod = SymmetricContraction(("0e", "1o"), 3, 1, jnp.float64)
+    mod = SymmetricContraction(("0e", "1o"), correlation, 1, jnp.float64)
     x = _features(rng, 2, 1, irreps_in)
     params = mod.init(jax.random.PRNGKey(1), x, jnp.ones((2, 1)))
     out = mod.apply(params, x, jnp.ones((2, 1)))
@@ -114,11 +120,11 @@ def test_symmetric_contraction_matches_the_dense_basis():
     for L in ("0e", "1o"):
         w = np.asarray(params["params"][f"w_{L}"])[0, :, 0]
         expected, start = 0.0, 0
-        for nu in range(1, 4):
+        for nu in range(1, correlation + 1):
             U = e3nn.reduced_symmetric_tensor_product_basis(irreps, nu, keep_ir=[L])
             U = np.asarray(U.array).reshape(*(irreps.dim,) * nu, -1, e3nn.Irrep(L).dim)
             P = U.shape[-2]
-            letters = "abc"[:nu]
+            letters = "abcd"[:nu]
             operands = [U] + [A] * nu
             expr = f"{letters}pM," + ",".join(f"n{l}" for l in letters) + "->npM"
             expected = expected + np.einsum("npM,p->nM", np.einsum(expr, *operands), w[start : start + P])
@@ -166,6 +172,7 @@ def test_many_species_gather_equals_selecting_among_all_species(monkeypatch, N):
     p_sc = sc.init(jax.random.PRNGKey(0), x, onehot)
     p_sl = sl.init(jax.random.PRNGKey(1), x, onehot)
     outs = {}
+    monkeypatch.setattr(sc_mod, "NESTED_TOP_MAX_ROWS", np.inf)  # the folded path in its nested form
     for threshold in (S - 1, S):  # gather, then select among all
         monkeypatch.setattr(linear_mod, "GATHER_ABOVE_SPECIES", threshold)
         monkeypatch.setattr(sc_mod, "GATHER_ABOVE_SPECIES", threshold)

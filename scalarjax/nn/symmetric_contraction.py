@@ -32,6 +32,11 @@ import numpy as np
 from scalarjax.nn.features import Features
 from scalarjax.nn.linear import GATHER_ABOVE_SPECIES, species_index
 
+# The nested top degree (SymmetricContraction._folded) while its intermediate has at most this
+# many rows per top-degree monomial. Medium MACE, float32, CPU: one species (ratio 1.4 and 0.9 for
+# the two layers) 0.88× inference and 0.77× training time; three species (ratio 4.2) 1.3× inference.
+NESTED_TOP_MAX_ROWS = 2.0
+
 
 @dataclasses.dataclass(frozen=True)
 class ContractionPlan:
@@ -140,6 +145,17 @@ def symmetric_monomials(plan: ContractionPlan, A: jnp.ndarray) -> list:
     return out
 
 
+def _monomials_below_top(plan: ContractionPlan, A: jnp.ndarray) -> tuple[list, jnp.ndarray]:
+    """For correlation ν ≥ 2 and ``A`` ``[C, D, N]``: the kept monomials of degrees 1..ν−2 (as in
+    :func:`symmetric_monomials`) and the *needed* monomials of degree ν−1 (those the top degree is
+    built from; ``A`` itself when ν = 2), ``[C, P, N]``."""
+    prev, lower = A, []
+    for nu, (pre, last) in enumerate(plan.mono_index[:-1]):
+        lower.append(prev[:, plan.mono_keep[nu]])
+        prev = prev[:, pre] * A[:, last]
+    return lower, prev
+
+
 def split_outputs(B: jnp.ndarray, irreps_out: tuple[str, ...], dims: list) -> Features:
     """``[N, Σ_L (2L+1), C]`` (outputs stacked in ``irreps_out`` order) → ``{L: [N, 2L+1, C]}``."""
     bounds = np.cumsum(dims)[:-1].tolist()
@@ -163,7 +179,7 @@ class SymmetricContraction(nn.Module):
         plan = contraction_plan(keys, self.correlation, self.irreps_out)
         A = jnp.concatenate([x[k] for k in keys], axis=1)  # [N, D, C]
         C = A.shape[-1]
-        monos = symmetric_monomials(plan, jnp.transpose(A, (2, 1, 0)))  # [C, K_ν, N] per degree
+        A_cm = jnp.transpose(A, (2, 1, 0))  # [C, D, N]
 
         ws = {}
         for L in self.irreps_out:
@@ -175,25 +191,55 @@ class SymmetricContraction(nn.Module):
 
             ws[L] = self.param(f"w_{L}", init, (self.num_species, sum(P), C))
         if self.num_species > GATHER_ABOVE_SPECIES:
-            monos = [jnp.transpose(m, (2, 1, 0)) for m in monos]  # [N, K_ν, C]: per-node weights
+            monos = [jnp.transpose(m, (2, 1, 0)) for m in symmetric_monomials(plan, A_cm)]  # [N, K_ν, C]: per-node weights
             if A.shape[0] < self.num_species:
                 return self._per_node_paths(plan, monos, ws, onehot)
             return self._gathered(plan, monos, ws, onehot)
-        return self._folded(plan, monos, ws, onehot)
+        return self._folded(plan, A_cm, ws, onehot)
 
-    def _folded(self, plan: ContractionPlan, monos: list, ws: dict, onehot: jnp.ndarray) -> Features:
-        """A few species: every species' weights folded into the basis, ``W[c, (s, M), k] = Σ_p
-        U[k, p, M] w[s, p, c]``, then one channel-batched GEMM per degree, ``[S·Mt, K_ν] @ [K_ν, N]``,
-        for all species, and each node's species selected (``monos`` channel-major ``[C, K_ν, N]``)."""
-        S, C, N = self.num_species, monos[0].shape[0], monos[0].shape[2]
+    def _folded(self, plan: ContractionPlan, A: jnp.ndarray, ws: dict, onehot: jnp.ndarray) -> Features:
+        """A few species: every species' weights folded into the basis, ``W[c, j=(s, M), k] = Σ_p
+        U[k, p, M] w[s, p, c]`` (independent of the number of atoms), then for all species at once
+        (``A`` channel-major ``[C, D, N]``) and each node's species selected.
+
+        Degrees below the top one: one channel-batched GEMM per degree, ``[S·Mt, K_ν] @ [K_ν, N]``
+        on the kept monomials. The top degree ν = correlation is never built: with ``m_p`` the
+        monomials of degree ν−1 that it extends (``p`` = position among them) and ``q`` the input
+        that extends them,
+
+            Σ_k W[c, j, k] m_k = Σ_p m_p[c, n] (W'[c, j, p] + Σ_q W''[c, j, p, q] A[c, q, n])
+
+        where ``W''`` holds the top degree's folded weights at their (prefix, input) positions and
+        ``W'`` degree ν−1's at their prefix positions (static scatters on weights, sizes
+        independent of N). The inner sum is one GEMM ``[S·Mt·P, D] @ [D, N]`` per channel, the outer
+        a multiply-reduce. Neither has gathers of the largest monomials or their scatter-add
+        transposes, which dominated training on CPU (medium MACE, Si 64 × 4, float32: training step
+        0.77× of the all-monomials GEMM form; docs/performance-notes.md). ``T`` has ``S·Mt·P``
+        rows against the top degree's ``K`` monomials, so with several species (``S·Mt·P >
+        NESTED_TOP_MAX_ROWS · K``) every degree is built as monomials and contracted by GEMMs."""
+        S, C, D, N = self.num_species, A.shape[0], A.shape[1], A.shape[2]
         dims = [plan.U[L].shape[2] for L in self.irreps_out]
         W = jnp.concatenate(
             [jnp.einsum("kpm,spc->csmk", jnp.asarray(plan.U[L], self.dtype), ws[L]) for L in self.irreps_out], axis=2
         )  # [C, S, Mt, K]
-        bounds = np.cumsum([m.shape[1] for m in monos])[:-1].tolist()
+        J = S * W.shape[2]
+        kept = [len(k) for k in plan.mono_keep]
+        Wd = jnp.split(W.reshape(C, J, -1), np.cumsum(kept)[:-1].tolist(), axis=2)  # per degree [C, J, K_ν]
         B = 0.0
-        for mono, Wb in zip(monos, jnp.split(W, bounds, axis=3)):
-            B = B + jnp.einsum("cjk,ckn->cjn", Wb.reshape(C, -1, Wb.shape[3]), mono)  # [C, S·Mt, N]
+        P = 0 if self.correlation == 1 else D if self.correlation == 2 else len(plan.mono_index[-2][0])
+        if not 0 < J * P <= NESTED_TOP_MAX_ROWS * kept[-1]:  # correlation 1, or many species: T too large
+            for mono, Wb in zip(symmetric_monomials(plan, A), Wd):
+                B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, S·Mt, N]
+        else:
+            lower, prev = _monomials_below_top(plan, A)  # kept monomials of degrees < ν−1; needed of ν−1
+            for mono, Wb in zip(lower, Wd):
+                B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, S·Mt, N]
+            pre, last = plan.mono_index[-1]
+            keep_top, keep_prev = plan.mono_keep[-1], plan.mono_keep[-2]
+            W_top = jnp.zeros((C, J, P, D), W.dtype).at[:, :, pre[keep_top], last[keep_top]].add(Wd[-1])
+            W_prev = jnp.zeros((C, J, P), W.dtype).at[:, :, keep_prev].add(Wd[-2])
+            T = jnp.einsum("cjq,cqn->cjn", W_top.reshape(C, J * P, D), A).reshape(C, J, P, N) + W_prev[..., None]
+            B = B + jnp.sum(T * prev[:, None], axis=2)  # a multiply-reduce, not a batched dot over (c, n)
         B = B.reshape(C, S, -1, N)
         B = jnp.transpose(B[:, 0], (2, 1, 0)) if S == 1 else jnp.einsum("csmn,ns->nmc", B, onehot)
         return split_outputs(B, self.irreps_out, dims)
