@@ -37,19 +37,32 @@ def pair_distances(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.nda
     Each unordered pair appears twice (i→j and j→i); an atom's own periodic images appear as
     ``i == j`` pairs (they are real neighbours in the periodic crystal).
     """
+    i, j, d = _neighbours(atoms, cutoff, "ijd")
+    return i, j, d
+
+
+def pair_vectors(atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ordered pairs ``(i [P], j [P], D [P, 3] Å)`` within ``cutoff`` as :func:`pair_distances`, with
+    the vector ``D = x_j + S·cell − x_i`` from atom i to the periodic image of j that is the neighbour."""
+    i, j, vec = _neighbours(atoms, cutoff, "ijD")
+    return i, j, vec.reshape(-1, 3)
+
+
+def _neighbours(atoms, cutoff: float, quantities: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """matscipy's (fully periodic) or ASE's neighbour list: ``i``, ``j`` and the third quantity."""
     if len(atoms) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
+        return empty, empty, np.zeros((0, 3) if quantities[2] == "D" else 0)
     pbc = np.asarray(atoms.get_pbc(), dtype=bool)
     if pbc.all():
         from matscipy.neighbours import neighbour_list
 
-        i, j, d = neighbour_list("ijd", atoms, float(cutoff))
+        i, j, x = neighbour_list(quantities, atoms, float(cutoff))
     else:
         from ase.neighborlist import neighbor_list
 
-        i, j, d = neighbor_list("ijd", atoms, float(cutoff))
-    return np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64), np.asarray(d, dtype=np.float64)
+        i, j, x = neighbor_list(quantities, atoms, float(cutoff))
+    return np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64), np.asarray(x, dtype=np.float64)
 
 
 def floats(x: Iterable) -> list:

@@ -210,14 +210,16 @@ def _liquid_frames(calc, atoms, temperature: float, p: SystemPreset, budget: Bud
     return frames
 
 
-def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict], engine: str = "ase") -> dict:
+def _rdf(calc, p: SystemPreset, budget: Budget, seed: int, state: Optional[dict], engine: str = "ase", start=None) -> dict:
     """g(r) of Langevin NVT at the liquid state point (equilibrated, then sampled every
-    ``budget.rdf_every`` steps), and against the reference frames when there are any."""
+    ``budget.rdf_every`` steps), and against the reference frames when there are any. ``start``: the
+    initial configuration (e.g. a reference frame of the state point, already disordered: a short
+    equilibration suffices); default the preset's crystal scaled to the state point's density."""
     from scalarjax import diagnostics as dg
 
     state = state or liquid_state_point([], p)
     temperature = state["temperature_K"]
-    atoms = liquid_cell(p, state["volume_per_atom_A3"])
+    atoms = liquid_cell(p, state["volume_per_atom_A3"]) if start is None else start.copy()
     frames = _liquid_frames(calc, atoms, temperature, p, budget, seed, engine)
     atoms = frames[-1]
     r_max = min(6.0, 0.49 * min(atoms.cell.lengths()) * 2)

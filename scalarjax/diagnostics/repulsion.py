@@ -152,6 +152,28 @@ def softening_flags(
     return out
 
 
+def compression_flags(compression: Mapping, **kwargs) -> dict:
+    """:func:`softening_flags` of a :func:`compression_curve`: is the crystal's wall under uniform
+    compression monotonic and stiffening?
+
+    The curve is read as a pair curve in the linear size per atom ``ℓ = v^{1/3}`` (Å, v the volume
+    per atom): ``E(ℓ)`` the energy per atom and, from the model's exact pressure
+    (P = −dE/dv, v = ℓ³),
+
+        F(ℓ) = −dE/dℓ = 3 ℓ² P        (eV/Å per atom; > 0 under compression)
+
+    so every flag means what it does for a dimer: ``no_wall`` (the energy keeps falling to the most
+    compressed cell), ``non_monotonic`` (P < 0 inside the wall), ``softening`` (F drops somewhere as
+    the cell shrinks). A physical equation of state never trips ``softening``: −dF/dℓ = 3ℓ(3B − 2P)
+    with B the bulk modulus, positive since B ≥ B₀ + B′P > P. ``r_eq`` etc. are then linear sizes ℓ (Å);
+    ``kwargs`` go to :func:`softening_flags` (tolerances).
+    """
+    v = np.asarray(compression["volume_per_atom_A3"], dtype=np.float64)
+    ell = np.cbrt(v)
+    force = 3.0 * ell**2 * np.asarray(compression["pressure_eV_per_A3"], dtype=np.float64)
+    return softening_flags(ell, compression["energy_per_atom_eV"], force=force, **kwargs)
+
+
 def _sorted_curve(r, E, force) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """``r``, ``E`` sorted by r and ``F = −dE/dr`` (the given force, else finite differences), with
     the name of F's source."""

@@ -66,7 +66,7 @@ def reference_frames(data_path: Optional[str], p: SystemPreset):
     from scalarjax.data.io import read_configurations
 
     configs = [c for c in read_configurations(data_path) if set(c.to_atoms().get_chemical_symbols()) == {p.symbol}]
-    temperatures = _frame_temperatures(data_path)
+    temperatures = frame_temperatures(data_path)
     aimd = []
     for c in configs:
         if c.config_type in p.data_config_types and all(c.pbc):
@@ -78,20 +78,40 @@ def reference_frames(data_path: Optional[str], p: SystemPreset):
     return [c.to_atoms() for c in configs], aimd
 
 
-def _frame_temperatures(data_path: str) -> dict:
+def frame_temperatures(data_path: str) -> dict:
     """``{source: temperature_K}`` from an mlearn JSON's descriptions; empty for other formats."""
     import re
 
+    out = {}
+    for source, text in frame_descriptions(data_path).items():
+        m = re.search(r"at\s+([0-9.]+)\s*K\b", text)
+        if m:
+            out[source] = float(m.group(1))
+    return out
+
+
+def frame_descriptions(data_path: str) -> dict:
+    """``{source: description}`` of an mlearn JSON's items (``source`` as :class:`~scalarjax.data.Configuration`
+    names them, ``"PATH:INDEX"``); empty for other formats."""
     if not str(data_path).endswith(".json"):
         return {}
     with open(data_path) as f:
         items = json.load(f)
-    out = {}
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        m = re.search(r"at\s+([0-9.]+)\s*K\b", str(item.get("description", "")) if isinstance(item, dict) else "")
-        if m:
-            out[f"{data_path}:{i}"] = float(m.group(1))
-    return out
+    return {
+        f"{data_path}:{i}": str(item.get("description", ""))
+        for i, item in enumerate(items if isinstance(items, list) else [])
+        if isinstance(item, dict)
+    }
+
+
+def elastic_strain(description: str) -> Optional[float]:
+    """The strain magnitude of an mlearn ``Elastic`` cell from its description (``"Si 2x2x2 cell, mode 0,
+    strain -0.1"`` → −0.1: the deformation mode's amplitude, negative = compressed); ``None`` when the
+    description names no strain (e.g. ``"Ground state crystal"``)."""
+    import re
+
+    m = re.search(r"strain\s+([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)", description)
+    return float(m.group(1)) if m else None
 
 
 def liquid_state_point(aimd: list, p: SystemPreset) -> dict:

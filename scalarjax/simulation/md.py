@@ -232,7 +232,8 @@ def energy_statistics(rows: list, n_atoms: int) -> dict:
 
 
 def nve_drift(calc, atoms, steps: int = 1000, timestep_fs: float = 2.0, temperature_K: float = 300.0, seed: int = 0) -> dict:
-    """Energy drift (meV/atom/ps, slope of a linear fit of E_total/N) and its fluctuation under NVE."""
+    """Energy drift (meV/atom/ps, slope of a linear fit of E_total/N) and its fluctuation under NVE,
+    with the mean temperature of the run's second half (``mean_T_K``)."""
     s = run_md(atoms, calc, "nve", temperature_K, timestep_fs, steps, log_interval=1, seed=seed, progress=False)
     return {
         k: s[k]
@@ -243,6 +244,7 @@ def nve_drift(calc, atoms, steps: int = 1000, timestep_fs: float = 2.0, temperat
             "temperature_K",
             "drift_meV_per_atom_per_ps",
             "fluctuation_meV_per_atom",
+            "mean_T_K",
             "steps_per_s",
             "compiles_during_run",
         )
