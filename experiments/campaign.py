@@ -17,6 +17,12 @@ resolved run configuration and its hash, the seed, the budget, the validation cu
 validation) metrics overall and per config_type for the best-on-validation and the final EMA
 parameters, per-structure test errors, the parameter count, wall time, the machine, the package
 versions and the commit of the code that trained it (with a flag if ``scalarjax/`` was dirty).
+
+A cell marked ``artifacts: true`` in the plan (``- {dataset: si, size: medium_mace, epochs: N,
+artifacts: true}``) also measures the four physical artifacts of each of its runs right after
+training, while the parameters exist (``experiments/campaign_artifacts.py``; ~10–12 min for a medium
+MACE on the 2-core CPU; ``--artifacts-budget quick`` for smoke tests), and stores them in the result
+file under ``"artifacts"``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class RunSpec:
     variant: str
     seed: int
     epochs: int
+    artifacts: bool = False  # measure the four physical artifacts after training (experiments/campaign_artifacts.py)
 
     @property
     def key(self) -> str:
@@ -77,7 +84,9 @@ def run_specs(plan: dict, phase: str) -> list[RunSpec]:
     for seed in ph["seeds"]:
         for cell in ph["cells"]:
             for v in ph["variants"]:
-                specs.append(RunSpec(phase, cell["dataset"], cell["size"], v, int(seed), int(cell["epochs"])))
+                specs.append(
+                    RunSpec(phase, cell["dataset"], cell["size"], v, int(seed), int(cell["epochs"]), bool(cell.get("artifacts", False)))
+                )
     return specs
 
 
@@ -222,7 +231,7 @@ def collect(spec: RunSpec, wall_s: float, extra: list[str], git: dict) -> dict:
     n_params = Potential(load_model_config(run_dir / "config.yaml")).num_params()
     return {
         "key": spec.key,
-        **dataclasses.asdict(spec),
+        **{k: v for k, v in dataclasses.asdict(spec).items() if k != "artifacts"},  # the measured artifacts go there
         "config": cfg,
         "config_hash": config_hash(cfg),
         "extra_overrides": extra,
@@ -249,7 +258,28 @@ def commit(path: pathlib.Path, message: str) -> None:
     print(f"warning: could not commit {path}: {res.stderr.strip()}", file=sys.stderr)
 
 
-def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict) -> dict:
+def measure_artifacts(spec: RunSpec, budget: str = "default", timeout_s: float = 3 * 3600) -> dict:
+    """The four physical artifacts of a just-trained run (``experiments/campaign_artifacts.py``'s
+    ``measure``), in a child process: it switches JAX's x64 mode on for its float64 NVE, which must
+    never leak into the next run's training in this process (the pairing of seeds depends on
+    bit-identical initialisation). Also writes ``artifacts.json`` into the run directory. A failure
+    is recorded as ``{"error": ...}``: the run's own results are kept whatever happens here."""
+    out = spec.run_dir / "artifacts.json"
+    out.unlink(missing_ok=True)  # never read a stale file from an earlier attempt
+    cmd = [sys.executable, str(ROOT / "experiments" / "campaign_artifacts.py"), str(spec.run_dir), "--dataset", spec.dataset]
+    cmd += ["--budget", budget, "--seed", str(spec.seed), "--out", str(out)]
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"artifacts did not finish within {timeout_s:.0f} s"}
+    if res.returncode != 0 or not out.is_file():
+        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": f"artifacts failed (exit {res.returncode}): {last[:300]}", "wall_s": round(time.perf_counter() - t0, 1)}
+    return json.loads(out.read_text()) | {"wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict, artifacts_budget: str = "default") -> dict:
     from scalarjax.training.config import load_run_config
     from scalarjax.training.trainer import train
 
@@ -259,6 +289,8 @@ def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict) -> dict:
     t0 = time.perf_counter()
     train(cfg, progress=False)
     result = collect(spec, time.perf_counter() - t0, extra, git)
+    if spec.artifacts:  # the parameters do not outlive this session: measure now, keep the numbers
+        result["artifacts"] = measure_artifacts(spec, artifacts_budget)
     from scalarjax.fileio import write_json
 
     spec.result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +298,9 @@ def run_one(plan: dict, spec: RunSpec, do_commit: bool, git: dict) -> dict:
     test = result["best"]["test"]["all"] if result["best"].get("test") else {}
     summary = ", ".join(f"{k.split('_')[0][0].upper()} {v['mae']:.2f}" for k, v in test.items() if v["mae"] is not None)
     msg = f"campaign {spec.key}: test MAE {summary} ({result['wall_s'] / 60:.1f} min, {result['n_params']} params)"
+    if "artifacts" in result:
+        a = result["artifacts"]
+        msg += f"; artifacts {'FAILED: ' + a['error'] if 'error' in a else 'in ' + format(a['wall_s'] / 60, '.1f') + ' min'}"
     print(msg, flush=True)
     if do_commit:
         commit(spec.result_path, msg)
@@ -285,6 +320,7 @@ def main(argv=None):
     ap.add_argument("--allow-dirty", action="store_true", help="run with uncommitted scalarjax/ changes (smoke tests only)")
     ap.add_argument("--plan", default=str(PLAN), help="another plan file (smoke tests)")
     ap.add_argument("--results", default=None, help="another results root (smoke tests)")
+    ap.add_argument("--artifacts-budget", default="default", help="budget of the cells with artifacts: true (default, quick)")
     args = ap.parse_args(argv)
     os.environ.setdefault("SCALARJAX_DATA", str(ROOT.parent / "shared" / "data"))
     if args.results:
@@ -303,7 +339,7 @@ def main(argv=None):
     print(f"{args.phase}: {len(specs) - len(todo)} of {len(specs)} runs finished", flush=True)
     if args.command == "status" or args.dry_run:
         for s in todo:
-            print(f"  to run: {s.key} ({s.epochs} epochs)")
+            print(f"  to run: {s.key} ({s.epochs} epochs{' + artifacts' if s.artifacts else ''})")
         return
     # The code every run of this process uses is the code imported now: record its commit once,
     # and refuse uncommitted library code (a result must name the code that produced it).
@@ -322,7 +358,7 @@ def main(argv=None):
         if s.result_path.exists():  # finished by another runner meanwhile
             continue
         print(f"running {s.key} ({s.epochs} epochs)", flush=True)
-        run_one(plan, s, args.commit, git)
+        run_one(plan, s, args.commit, git, args.artifacts_budget)
 
 
 if __name__ == "__main__":

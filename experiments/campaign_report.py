@@ -16,6 +16,14 @@ and final EMA parameters):
 - Holm's correction of the primary endpoint's p-values (declared in the plan: test force MAE)
   across every (cell, variant) comparison of the phase.
 
+Cells whose result files carry ``artifacts`` (the four physical artifacts, measured after training
+by ``experiments/campaign_artifacts.py``) get one more table: per variant, mean ± SE over seeds of
+each headline artifact number (its ``summary``: signed short-pair force error, pressure error of
+the most strained cells, dimer / compression flagged (0/1: the mean is the share of seeds), Γ
+optical frequency, NVE drift per time step, liquid onsets, peak and over-approach), and the paired
+difference variant − base per seed (absolute, in the number's unit: many are signed) with its
+95% t-interval over seeds.
+
 Seeds enter a paired comparison only where both the variant and base have finished and ran the
 same library code: the tree of ``scalarjax/`` recorded in the result file (or, for older files,
 looked up from its commit in this repository). A seed whose variant and base ran different code
@@ -117,6 +125,51 @@ def bootstrap_delta(pairs: list[tuple[dict, dict]], metric: str, n_boot: int = 2
     return 100 * (np.exp(lo) - 1), 100 * (np.exp(hi) - 1)
 
 
+def artifact_stats(by_seed: dict, base: dict, seeds_paired: list) -> dict:
+    """Per headline artifact number (the ``summary`` of each seed's ``artifacts``): mean ± SE over
+    the seeds that have it and, against ``base``, the paired difference (variant − base) per seed over
+    ``seeds_paired`` with its 95% t-interval. Seeds whose artifacts failed are listed under ``failed``."""
+    summaries, base_summaries = _summaries(by_seed), _summaries(base)
+    failed = sorted(s for s, r in by_seed.items() if "error" in (r.get("artifacts") or {}))
+    out: dict = {"seeds": sorted(summaries), "failed": failed, "numbers": {}}
+    names = sorted({k for v in summaries.values() for k in v}, key=artifact_order)
+    for name in names:
+        vals = np.asarray([v[name] for v in summaries.values() if v.get(name) is not None], float)
+        m = {
+            "mean": float(np.mean(vals)),
+            "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None,
+            "n": len(vals),
+        }
+        seeds = [s for s in seeds_paired if s in summaries and s in base_summaries]
+        pairs = [(s, summaries[s].get(name), base_summaries[s].get(name)) for s in seeds]
+        pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+        if pairs and by_seed is not base:
+            diff = np.asarray([a - b for _, a, b in pairs])
+            mean, lo, hi, p = t_interval(diff)
+            m["paired"] = {
+                "seeds": [s for s, _, _ in pairs],
+                "diff_per_seed": [float(x) for x in diff],
+                "diff": mean,
+                "ci95": [lo if lo == lo else None, hi if hi == hi else None],
+                "p": p if p == p else None,
+            }
+        out["numbers"][name] = m
+    return out
+
+
+def _summaries(by_seed: dict) -> dict:
+    """``{seed: artifacts summary}`` of the seeds whose artifacts were measured."""
+    return {s: r["artifacts"]["summary"] for s, r in by_seed.items() if "summary" in (r.get("artifacts") or {})}
+
+
+#: The order of the artifact numbers in the report: (a) repulsion, (b) phonons, (c) NVE, (d) liquid.
+ARTIFACT_PREFIXES = ("short_pair", "compressed", "stretched", "dimer", "compression", "gamma", "nve", "liquid")
+
+
+def artifact_order(name: str) -> tuple:
+    return (next((i for i, p in enumerate(ARTIFACT_PREFIXES) if name.startswith(p)), len(ARTIFACT_PREFIXES)), name)
+
+
 def analyse(results: list[dict], primary: str = "F") -> dict:
     cells: dict = {}
     for r in results:
@@ -178,6 +231,10 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
                             if all(a and b for a, b in pairs):
                                 m["paired"]["bootstrap_structures_ci95"] = list(bootstrap_delta(pairs, short))
                     entry.setdefault(model, {})[short] = m
+            if any(isinstance(r.get("artifacts"), dict) for r in by_seed.values()):
+                paired = [s for s in sorted(set(by_seed) & set(base)) if s not in mismatched]
+                entry["artifacts"] = artifact_stats(by_seed, base, paired)
+                entry["artifacts"]["reference"] = artifact_reference(by_seed.values())
             cell[variant] = entry
         report.setdefault(phase, {})[f"{dataset}/{size}"] = cell
     for cells_ in report.values():
@@ -193,6 +250,75 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
         for (c, v), p in holm(pvals).items():
             cells_[c][v]["best"][primary]["paired"]["p_holm"] = p
     return report
+
+
+def artifact_reference(results) -> dict:
+    """The reference values the artifacts are measured against (equal for every run of a data set):
+    the AIMD liquid's onsets and peak, its state point, the DFT-PBE Γ optical frequency."""
+    for r in results:
+        a = r.get("artifacts") or {}
+        if "summary" not in a:
+            continue
+        liq, ph = a.get("liquid", {}), a.get("phonons", {})
+        ref = {k: v.get("value") for k, v in liq.get("reference", {}).items()}
+        return {
+            "liquid_temperature_K": liq.get("temperature_K"),
+            "liquid_volume_per_atom_A3": liq.get("volume_per_atom_A3"),
+            "liquid_aimd": ref,
+            "gamma_optical_dft_pbe_THz": ph.get("dft_pbe_THz"),
+            "budget": a.get("budget"),
+        }
+    return {}
+
+
+def _pm(m: dict, digits: int = 3) -> str:
+    return f"{m['mean']:.{digits}g}" + (f" ± {m['se']:.2g}" if m.get("se") is not None else "") + f" ({m['n']})"
+
+
+def artifacts_markdown(cell: dict) -> list[str]:
+    """The artifact table of one cell (empty when no variant has artifacts)."""
+    variants = [v for v, e in cell.items() if "artifacts" in e]
+    if not variants:
+        return []
+    others = [v for v in variants if v != "base"]
+    names = sorted({n for v in variants for n in cell[v]["artifacts"]["numbers"]}, key=artifact_order)
+    lines = [
+        "#### Physical artifacts",
+        "",
+        "Per variant: mean ± SE over seeds (number of seeds); Δ = paired difference variant − base per seed "
+        "(listed), its mean and 95% t-interval over seeds. Flags are 0/1 (the mean is the share of seeds flagged).",
+        "",
+        "| artifact | " + " | ".join(variants) + "".join(f" | Δ {v} − base" for v in others) + " |",
+        "|---|" + "---|" * (len(variants) + len(others)),
+    ]
+    for name in names:
+        row = [f"`{name}`"]
+        for v in variants:
+            m = cell[v]["artifacts"]["numbers"].get(name)
+            row.append(_pm(m) if m else "–")
+        for v in others:
+            p = cell[v]["artifacts"]["numbers"].get(name, {}).get("paired")
+            if not p:
+                row.append("–")
+                continue
+            ci = p["ci95"]
+            ci_s = f" [{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci[0] is not None else ""
+            row.append(f"{p['diff']:+.3g}{ci_s} (" + ", ".join(f"{x:+.3g}" for x in p["diff_per_seed"]) + ")")
+        lines.append("| " + " | ".join(row) + " |")
+    ref = next((cell[v]["artifacts"].get("reference") for v in variants if cell[v]["artifacts"].get("reference")), {})
+    if ref.get("liquid_aimd"):
+        aimd = ref["liquid_aimd"]
+        fmt = lambda x: "–" if x is None else f"{x:.3f}"
+        lines.append(
+            f"\nReference: AIMD liquid at {ref['liquid_temperature_K']:.0f} K, {ref['liquid_volume_per_atom_A3']:.2f} Å³/atom: "
+            f"g = 0.1 at {fmt(aimd.get('r_g_0.1'))} Å, g = 0.5 at {fmt(aimd.get('r_g_0.5'))} Å, first peak {fmt(aimd.get('first_peak_r'))} Å"
+            + (f"; DFT-PBE Γ optical {ref['gamma_optical_dft_pbe_THz']} THz." if ref.get("gamma_optical_dft_pbe_THz") else ".")
+        )
+    for v in variants:
+        if cell[v]["artifacts"]["failed"]:
+            lines.append(f"- **{v}: artifacts failed for seeds {cell[v]['artifacts']['failed']}** (see the result files)")
+    lines.append("")
+    return lines
 
 
 def fmt_delta(m: dict) -> str:
@@ -257,6 +383,7 @@ def markdown(report: dict, plan_primary: str) -> str:
             lines += [f"Library code (scalarjax/ tree) of the runs: {', '.join(trees) or '–'}."]
             lines += [f"- **{n}**" for n in notes]
             lines.append("")
+            lines += artifacts_markdown(cell)
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ consistent, and its report's statistics behave on known inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import pathlib
 import sys
@@ -114,6 +115,70 @@ def test_report_statistics_on_known_inputs():
     assert out["same"]["best"]["F"]["paired"]["p"] == 1.0
     assert "p_holm" in f and "S" not in out["better"]["best"]
     assert "| better |" in report.markdown({"p": {"d/s": out}}, "F")
+
+
+def _with_artifacts(result, **summary):
+    result["artifacts"] = {
+        "summary": summary,
+        "liquid": {
+            "temperature_K": 2530.0,
+            "volume_per_atom_A3": 20.44,
+            "reference": {"r_g_0.1": {"value": 2.05}, "r_g_0.5": {"value": 2.15}},
+        },
+        "phonons": {"dft_pbe_THz": 15.2},
+    }
+    return result
+
+
+def test_report_artifact_section_on_known_inputs():
+    """Artifact numbers: mean ± SE per variant over seeds, and the paired difference variant − base
+    per seed with its t-interval (a constant shift: zero-width interval; flags: the share of seeds);
+    a seed whose artifacts failed is named; cells without artifacts keep their tables unchanged."""
+    report = _load("campaign_report")
+    base = [_with_artifacts(_fake("base", s, 10.0), short_pair_force_error_eV_per_A=-0.2 - 0.1 * s, dimer_flagged=1.0) for s in range(3)]
+    var = [
+        _with_artifacts(_fake("pan+pgs", s, 8.0), short_pair_force_error_eV_per_A=-0.1 * s, dimer_flagged=float(s == 0)) for s in range(3)
+    ]
+    var[2]["artifacts"] = {"error": "artifacts failed (exit 1): boom"}
+    plain = [_fake("base", s, 10.0) for s in range(3)] + [_fake("v", s, 8.0) for s in range(3)]
+    out = report.analyse(base + var)["p"]["d/s"]
+    a = out["pan+pgs"]["artifacts"]
+    assert a["seeds"] == [0, 1] and a["failed"] == [2]
+    sp = a["numbers"]["short_pair_force_error_eV_per_A"]
+    assert sp["mean"] == pytest.approx(-0.05) and sp["se"] == pytest.approx(0.05) and sp["n"] == 2
+    assert sp["paired"]["diff_per_seed"] == pytest.approx([0.2, 0.2]) and sp["paired"]["ci95"] == pytest.approx([0.2, 0.2])
+    flag = a["numbers"]["dimer_flagged"]
+    assert flag["mean"] == 0.5 and flag["paired"]["diff_per_seed"] == [0.0, -1.0]
+    b = out["base"]["artifacts"]["numbers"]["short_pair_force_error_eV_per_A"]
+    assert b["mean"] == pytest.approx(-0.3) and "paired" not in b
+    md = report.markdown({"p": {"d/s": out}}, "F")
+    assert "#### Physical artifacts" in md and "+0.2 [+0.2, +0.2] (+0.2, +0.2)" in md
+    assert "artifacts failed for seeds [2]" in md and "AIMD liquid at 2530 K" in md
+    # the main table is the same with or without artifacts
+    plain_out = report.analyse([_fake("base", s, 10.0) for s in range(3)] + [_fake("pan+pgs", s, 8.0) for s in range(3)])["p"]["d/s"]
+    table = lambda m: m.split("#### Physical artifacts")[0]
+    assert table(md) == table(report.markdown({"p": {"d/s": plain_out}}, "F"))
+    assert "artifacts" not in report.analyse(plain)["p"]["d/s"]["v"]
+
+
+def test_plan_cells_carry_the_artifacts_flag():
+    campaign = _load("campaign")
+    plan = {
+        "variants": {"base": {}, "pan+pgs": {}},
+        "phases": {
+            "p": {
+                "seeds": [0],
+                "variants": ["base", "pan+pgs"],
+                "cells": [{"dataset": "si", "size": "m", "epochs": 2, "artifacts": True}, {"dataset": "aspirin", "size": "m", "epochs": 2}],
+            }
+        },
+    }
+    specs = campaign.run_specs(plan, "p")
+    assert [s.artifacts for s in specs] == [True, True, False, False]
+    # a run directory that is not one: the child process fails, the error is recorded in one line
+    spec = dataclasses.replace(specs[0], phase="nowhere")
+    res = campaign.measure_artifacts(spec, "quick")
+    assert "not a run directory" in res["error"]
 
 
 def test_report_pairs_only_runs_of_the_same_library_code():
