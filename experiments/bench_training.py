@@ -33,12 +33,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_training_cpu.json"))
     args = ap.parse_args()
     import jax
+    import jraph
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     import scalarjax  # noqa: F401
     from scalarjax.data.io import read_mlearn_json
-    from scalarjax.graph.batch import batches, max_pad_size
+    from scalarjax.graph.batch import batches, fixed_pad_sizes
     from scalarjax.potential import Potential, make_potential
     from scalarjax.training.config import load_run_config
     from scalarjax.training.loss import LossWeights
@@ -54,7 +55,7 @@ def main():
     state = init_state(pot.params, opt)
     ew = np.asarray(1.0, pot.dtype)
     t = time.perf_counter()
-    size = max_pad_size(graphs, args.batch_size)  # as the trainer does (data.fixed_padding: true)
+    size = fixed_pad_sizes(graphs, args.batch_size, cfg.data.padding_shapes)  # as the trainer does (data.fixed_padding)
     for b in batches(graphs, args.batch_size, shuffle=True, seed=0, size=size):  # warm-up epoch: compiles every bucket
         state, m = step(state, b, ew)
     jax.block_until_ready(state)
@@ -63,8 +64,10 @@ def main():
     t = time.perf_counter()
     epoch = list(batches(graphs, args.batch_size, shuffle=True, seed=1, size=size))
     batching_s = time.perf_counter() - t  # host-side shuffling + padding of one epoch (numpy)
-    real_nodes = sum(int(np.sum(b.n_node[:-1])) for b in epoch)
-    real_edges = sum(int(np.sum(b.n_edge[:-1])) for b in epoch)
+    real_nodes = sum(int(b.nodes["species"].shape[0]) - jraph.get_number_of_padding_with_graphs_nodes(b) for b in epoch)
+    real_edges = sum(int(b.senders.shape[0]) - jraph.get_number_of_padding_with_graphs_edges(b) for b in epoch)
+    slots_nodes = sum(int(b.nodes["species"].shape[0]) for b in epoch)
+    slots_edges = sum(int(b.senders.shape[0]) for b in epoch)
     times = []
     for b in epoch:
         t = time.perf_counter()
@@ -86,9 +89,9 @@ def main():
         "configs_per_s": round(len(graphs) / total, 2),
         "median_ms_per_step": round(1e3 * float(np.median(times)), 1),
         "warmup_epoch_s": round(warm_s, 1),
-        "padded_shape": [size.n_node, size.n_edge, size.n_graph],
-        "padded_share_atoms": round(1.0 - real_nodes / (len(epoch) * size.n_node), 4),
-        "padded_share_edges": round(1.0 - real_edges / (len(epoch) * size.n_edge), 4),
+        "padded_shapes": [[z.n_node, z.n_edge, z.n_graph] for z in size],
+        "padded_share_atoms": round(1.0 - real_nodes / slots_nodes, 4),
+        "padded_share_edges": round(1.0 - real_edges / slots_edges, 4),
         "host_batching_s_per_epoch": round(batching_s, 3),
         "host_batching_share_of_epoch": round(batching_s / total, 4),
         "compiled_shapes": compiles,

@@ -212,6 +212,33 @@ def test_fixed_padding_fits_every_shuffle():
     assert shapes == {(size.n_node, size.n_edge, size.n_graph)}
 
 
+def test_two_fixed_padded_shapes_fit_every_shuffle_and_save_padding():
+    """With mixed sizes a second, smaller fixed shape is added: every shuffled batch takes one of the
+    two (at most two compilations), each batch fits the shape it takes, and the padded edges per
+    batch drop by at least the 5% that justified the second shape. Equal sizes: one shape."""
+    import jraph
+
+    from scalarjax.data.configuration import Configuration
+    from scalarjax.graph.batch import ElementTable, batches, configuration_to_graph, fixed_pad_sizes
+
+    el = ElementTable((8, 14))
+    cells = [triclinic_cell(40 + i, n=4 + (i % 3)) for i in range(30)] + [triclinic_cell(90 + i, n=12) for i in range(2)]
+    graphs = [configuration_to_graph(Configuration.from_atoms(a), el, 3.5) for a in cells]
+    sizes = fixed_pad_sizes(graphs, 3)
+    assert len(sizes) == 2 and sizes[0].n_edge < sizes[1].n_edge and sizes[0].n_node <= sizes[1].n_node
+    used, padded = set(), []
+    for seed in range(20):
+        for b in batches(graphs, 3, shuffle=True, seed=seed, size=sizes):
+            shape = (b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0])
+            assert shape in {(s.n_node, s.n_edge, s.n_graph) for s in sizes}
+            assert jraph.get_number_of_padding_with_graphs_nodes(b) >= 1  # real nodes + ≥1 padding node fit
+            used.add(shape)
+            padded.append(shape[1])
+    assert len(used) == 2 and np.mean(padded) <= 0.95 * sizes[1].n_edge
+    same = [configuration_to_graph(Configuration.from_atoms(triclinic_cell(7, n=5)), el, 3.5)] * 9
+    assert len(fixed_pad_sizes(same, 3)) == 1
+
+
 def test_mace_residual_first_block():
     """``residual_first`` (mace-torch's RealAgnosticResidualInteractionBlock as the first block): a
     skip from the embedding instead of the species linear on the messages, so an isolated atom gets

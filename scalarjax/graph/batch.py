@@ -152,17 +152,61 @@ def max_pad_size(graphs: Sequence[jraph.GraphsTuple], batch_size: int) -> PadSiz
     return PadSize(up(sum(nodes) + 1, 8), up(sum(edges), 64), batch_size + 1)
 
 
+def fixed_pad_sizes(graphs: Sequence[jraph.GraphsTuple], batch_size: int, max_shapes: int = 2, min_gain: float = 0.05) -> tuple:
+    """At most ``max_shapes`` fixed padded shapes for shuffled batches of these graphs, smallest
+    first; :func:`batches` pads each batch to the first that fits. The last is
+    :func:`max_pad_size` (fits any batch). A smaller one, at a quantile ``q`` of the node and edge
+    counts of simulated shuffled batches (200 epochs), is added when it cuts the expected padded
+    edges per batch by at least ``min_gain``: with a data set of mixed sizes a few large batches
+    would otherwise set the shape for all (mlearn Si, batch 4: 20% of the edges padding with one
+    shape, 8% with two, at q = 0.95). One more compilation, at most."""
+    full = max_pad_size(graphs, batch_size)
+    if max_shapes < 2 or len(graphs) <= batch_size:
+        return (full,)
+    n = np.array([int(g.n_node.sum()) for g in graphs])
+    e = np.array([int(g.n_edge.sum()) for g in graphs])
+    rng = np.random.default_rng(0)
+    sums = []
+    for _ in range(200):
+        o = rng.permutation(len(graphs))
+        sums += [(n[o[i : i + batch_size]].sum(), e[o[i : i + batch_size]].sum()) for i in range(0, len(o), batch_size)]
+    nodes, edges = np.asarray(sums).T
+    up = lambda x, m: int(-(-int(x) // m) * m)
+    best, best_cost = None, float(full.n_edge)
+    for q in (0.8, 0.9, 0.95, 0.98):
+        small = PadSize(up(np.quantile(nodes, q) + 1, 8), up(np.quantile(edges, q), 64), batch_size + 1)
+        fits = (nodes + 1 <= small.n_node) & (edges <= small.n_edge)
+        cost = float(np.where(fits, small.n_edge, full.n_edge).mean())
+        if cost < best_cost:
+            best, best_cost = small, cost
+    if best is None or best_cost > (1.0 - min_gain) * full.n_edge or best == full:
+        return (full,)
+    return (best, full)
+
+
+def fitting_size(sizes: Sequence[PadSize], n_node: int, n_edge: int) -> PadSize:
+    """The first of ``sizes`` (smallest first) that holds ``n_node`` real nodes (+1 padding node)
+    and ``n_edge`` edges; the last when none does (it is sized to fit any batch)."""
+    return next((s for s in sizes if n_node + 1 <= s.n_node and n_edge <= s.n_edge), sizes[-1])
+
+
 def batches(
-    graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size: PadSize | None = None
+    graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size=None
 ) -> Iterable[jraph.GraphsTuple]:
     """Padded batches of ``batch_size`` graphs; the graph axis is always ``batch_size + 1``.
 
-    ``size``: one fixed padded shape for every batch (e.g. :func:`max_pad_size`); else each
-    batch is padded to its own bucket."""
+    ``size``: one fixed padded shape for every batch (e.g. :func:`max_pad_size`), or a few, smallest
+    first (:func:`fixed_pad_sizes`), each batch taking the first that fits; else each batch is
+    padded to its own bucket."""
+    sizes = (size,) if isinstance(size, PadSize) else tuple(size or ())
     order = np.random.default_rng(seed).permutation(len(graphs)) if shuffle else np.arange(len(graphs))
     for start in range(0, len(order), batch_size):
         chunk = [graphs[i] for i in order[start : start + batch_size]]
-        yield batch_graphs(chunk, size or pad_size_for(chunk, batch_size))
+        if sizes:
+            pad = fitting_size(sizes, sum(int(g.n_node.sum()) for g in chunk), sum(int(g.n_edge.sum()) for g in chunk))
+        else:
+            pad = pad_size_for(chunk, batch_size)
+        yield batch_graphs(chunk, pad)
 
 
 class ConfigurationsToGraphs:

@@ -44,9 +44,11 @@ class DataConfig:
     config_type_weights: dict = dataclasses.field(default_factory=dict)
     batch_size: int = 4
     valid_batch_size: int = 8
-    # One padded shape for all training batches (compiles once; pads to the largest possible
-    # batch). False: per-batch buckets (less padding, a few more compilations).
+    # Fixed padded shapes for the training batches, chosen once from the data set: the largest
+    # possible batch, plus a smaller one most batches fit when that saves ≥5% of the padded edges
+    # (at most padding_shapes, so at most that many compilations). False: per-batch buckets.
     fixed_padding: bool = True
+    padding_shapes: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +217,7 @@ def validate_run_config(cfg: RunConfig) -> None:
     need(d.max_train is None or d.max_train >= 1, "data.max_train", d.max_train, "must be at least 1 (or null for all)")
     need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be at least 1")
     need(d.valid_batch_size >= 1, "data.valid_batch_size", d.valid_batch_size, "must be at least 1")
+    need(d.padding_shapes >= 1, "data.padding_shapes", d.padding_shapes, "must be at least 1")
     need(
         isinstance(d.config_type_weights, dict), "data.config_type_weights", d.config_type_weights, "must be a mapping config_type: weight"
     )

@@ -38,7 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scalarjax.graph.batch import PadSize, batch_graphs, batches, max_pad_size, pad_size_for
+from scalarjax.graph.batch import PadSize, batch_graphs, batches, fitting_size, fixed_pad_sizes, pad_size_for
 from scalarjax.training.loss import LossWeights, loss_terms
 from scalarjax.training.optim import make_train_step
 
@@ -276,12 +276,13 @@ class DataParallel:
         rep = self.replicated
         return jax.jit(step, in_shardings=(rep, self.sharded, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
-    def pad_size(self, graphs: Sequence[jraph.GraphsTuple], batch_size: int) -> PadSize:
-        """One per-device padded shape that fits any sub-batch of ``batch_size / D`` graphs."""
-        return max_pad_size(graphs, batch_size // self.n)
+    def pad_size(self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, max_shapes: int = 2) -> tuple:
+        """Per-device padded shapes (:func:`~scalarjax.graph.batch.fixed_pad_sizes`, smallest first) for
+        sub-batches of ``batch_size / D`` graphs; the last fits any sub-batch."""
+        return fixed_pad_sizes(graphs, batch_size // self.n, max_shapes)
 
     def batches(
-        self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size: Optional[PadSize] = None
+        self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, shuffle: bool = False, seed: int = 0, size=None
     ) -> Iterable[jraph.GraphsTuple]:
         """Global batches as in :func:`scalarjax.graph.batch.batches` (same order for the same seed),
         each a ``GraphsTuple`` of ``[D, ...]`` arrays sharded over the mesh. A short last batch
@@ -295,10 +296,13 @@ class DataParallel:
         for start in range(0, len(order), batch_size):
             chunk = [graphs[i] for i in order[start : start + batch_size]]
             parts = [chunk[d * b : (d + 1) * b] for d in range(self.n)]
-            pad = size
-            if pad is None:  # one shape for all sub-batches: the largest bucket (same on every process)
+            if size is None:  # one shape for all sub-batches: the largest bucket (same on every process)
                 sizes = [pad_size_for(p, b) for p in parts]
                 pad = PadSize(max(s.n_node for s in sizes), max(s.n_edge for s in sizes), b + 1)
+            else:  # the first fixed shape every sub-batch fits
+                fixed = (size,) if isinstance(size, PadSize) else tuple(size)
+                need = [(sum(int(g.n_node.sum()) for g in p), sum(int(g.n_edge.sum()) for g in p)) for p in parts]
+                pad = max((fitting_size(fixed, nn_, ne) for nn_, ne in need), key=fixed.index)
             local = [batch_graphs(parts[d], pad) if parts[d] else _empty_batch(graphs[0], pad) for d in slots]
             stacked = jax.tree.map(lambda *xs: np.stack(xs), *local)
             yield jax.tree.map(lambda x: jax.make_array_from_process_local_data(self.sharded, x, (self.n,) + x.shape[1:]), stacked)

@@ -223,7 +223,7 @@ def _build(cfg: RunConfig, par, sets: dict, train_graphs, resume: bool) -> Run:
         step_fn=step_fn,
         state=par.replicate(init_state(pot.params, optimizer)),
         compute_stress=compute_stress,
-        train_pad=par.pad_size(train_graphs, cfg.data.batch_size) if cfg.data.fixed_padding else None,
+        train_pad=par.pad_size(train_graphs, cfg.data.batch_size, cfg.data.padding_shapes) if cfg.data.fixed_padding else None,
         resume=resume,
     )
 
