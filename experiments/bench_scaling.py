@@ -1,6 +1,6 @@
 """Time per atom of E+F+S against system size: diamond Si supercells from 64 atoms up.
 
-    python experiments/bench_scaling.py --backbone allegro [--sizes 64,512,4096] [--dtype float32]
+    python experiments/bench_scaling.py --backbone mace [--sizes 64,512,4096,32768] [--dtype float32]
                                         [--out experiments/results/scaling_allegro_cpu.json]
 
 Each size runs in its own process (its peak resident memory is then that size's). Cells: the
@@ -68,6 +68,30 @@ def run_size(backbone: str, n_atoms: int, dtype: str) -> dict:
     }
 
 
+def scaling_fit(rows: list) -> dict:
+    """Least-squares fits over the sizes: time and peak memory = a + b·n (b: µs and KiB per atom), and
+    the exponent k of time ∝ n^k and of the memory above the smallest size's (the runtime's baseline)
+    ∝ n^k, both over the sizes ≥ 512 atoms (k ≤ 1: no faster than linear)."""
+    import numpy as np
+
+    n = np.array([r["n_atoms"] for r in rows], float)
+    t = np.array([r["median_ms"] for r in rows], float)
+    m = np.array([r["peak_rss_mib"] for r in rows], float)
+    big = n >= 512
+    out = {}
+    if len(n) >= 2:
+        bt, at = np.polyfit(n, t, 1)
+        bm, am = np.polyfit(n, m, 1)
+        out.update({"time_ms": {"intercept": round(at, 2), "us_per_atom": round(1e3 * bt, 2)},
+                    "peak_rss_mib": {"intercept": round(am, 1), "kib_per_atom": round(1024 * bm, 2)}})
+    if big.sum() >= 2:
+        out["time_exponent_ge512"] = round(float(np.polyfit(np.log(n[big]), np.log(t[big]), 1)[0]), 3)
+        extra = m[big] - m.min()
+        if np.all(extra > 0):
+            out["memory_exponent_ge512"] = round(float(np.polyfit(np.log(n[big]), np.log(extra), 1)[0]), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", default="allegro")
@@ -101,6 +125,8 @@ def main() -> None:
     for r in rows:
         r["per_atom_vs_512"] = round(r["us_per_atom"] / ref["us_per_atom"], 3)
     report["sizes"] = rows
+    report["fit"] = scaling_fit(rows)
+    print(json.dumps(report["fit"]))
     out = args.out or os.path.join(HERE, "results", f"scaling_{args.backbone}_{args.dtype}_cpu.json")
     with open(out, "w") as f:
         json.dump(report, f, indent=1)

@@ -111,7 +111,7 @@ def test_aggregate_hook_touches_only_scalars():
     rng = np.random.default_rng(0)
     E, N, C, S = 40, 9, 4, 2
     plan = channelwise_tp_plan(("0e", "1o", "2e"), 2, ("0e", "1o", "2e"))
-    h = {ir: jnp.asarray(rng.normal(size=(E, 2 * int(ir[0]) + 1, C))) for ir in ("0e", "1o", "2e")}
+    h = {ir: jnp.asarray(rng.normal(size=(N, 2 * int(ir[0]) + 1, C))) for ir in ("0e", "1o", "2e")}  # read at senders
     sh = jnp.asarray(rng.normal(size=(E, 9)))
     w = jnp.asarray(rng.normal(size=(E, plan.num_paths, C)))
     species = rng.integers(0, S, N)

@@ -113,7 +113,7 @@ class AllegroEnvironment(nn.Module):
     @nn.compact
     def __call__(self, env_w: jnp.ndarray, sh: jnp.ndarray, ctx) -> Features:
         plan = channelwise_tp_plan(("0e",), self.l_max, natural_irreps(self.l_max))  # 0e ⊗ Y_l → l, ℓ=0 first
-        ones = {"0e": jnp.ones((sh.shape[0], 1, env_w.shape[-1]), sh.dtype)}
+        ones = {"0e": jnp.ones((ctx.node_mask.shape[0], 1, env_w.shape[-1]), sh.dtype)}  # node features, read at senders
         env = pathway.aggregate(self.transforms, plan, ones, sh, env_w, ctx, self.layer)  # {l: [N, 1, 2l+1, U]}
         return {ir: block[:, 0] for ir, block in env.items()}
 

@@ -113,8 +113,7 @@ class Convolution(nn.Module):
         w = MLP(features=tuple(self.radial_mlp) + (plan.num_paths * C,), dtype=self.dtype, name="radial_mlp")(x)
         w = w.reshape(-1, plan.num_paths, C) * ctx.edge_mask[:, None, None]
 
-        h_send = {ir: v[ctx.senders] for ir, v in h.items()}
-        agg = pathway.aggregate(self.transforms, plan, h_send, sh, w, ctx, self.layer)
+        agg = pathway.aggregate(self.transforms, plan, h, sh, w, ctx, self.layer)
 
         A = {}
         for ir3, block in agg.items():  # [N, P, 2l+1, C]

@@ -162,6 +162,53 @@ def split_outputs(B: jnp.ndarray, irreps_out: tuple[str, ...], dims: list) -> Fe
     return dict(zip(irreps_out, jnp.split(B, bounds, axis=1)))
 
 
+# Above CHUNK_ABOVE_NODES nodes the contraction runs over chunks of NODE_CHUNK nodes (a ``lax.scan``
+# rematerialised in the backward pass, unrolled by NODE_CHUNK_UNROLL): its monomials, ``[C, K, N]``
+# per degree, and their gradients then exist for one chunk at a time (medium MACE: ~250 kB per atom
+# unchunked), and the chunks are faster as well (Si 512, E+F+S: 186 against 238 ms in float32, 430
+# against 499 ms in float64; docs/performance-notes.md). Training batches of small cells and
+# molecules stay below it.
+NODE_CHUNK = 256
+CHUNK_ABOVE_NODES = 2 * NODE_CHUNK
+NODE_CHUNK_UNROLL = 4
+
+
+def _folded_contract(plan: ContractionPlan, folded: tuple, A: jnp.ndarray) -> jnp.ndarray:
+    """``A`` ``[C, D, N]`` → ``B`` ``[C, J, N]`` with the folded weights of
+    :meth:`SymmetricContraction._folded`: ``(Wd, None, None)`` (every degree as monomials and a GEMM)
+    or ``(Wd, W_top [C, J·P, D], W_prev [C, J, P])`` (the top degree nested)."""
+    Wd, W_top, W_prev = folded
+    C, N = A.shape[0], A.shape[2]
+    B = 0.0
+    if W_top is None:
+        for mono, Wb in zip(symmetric_monomials(plan, A), Wd):
+            B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, J, N]
+        return B
+    lower, prev = _monomials_below_top(plan, A)  # kept monomials of degrees < ν−1; needed of ν−1
+    for mono, Wb in zip(lower, Wd):
+        B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, J, N]
+    J, P = W_prev.shape[1], W_prev.shape[2]
+    T = jnp.einsum("cjq,cqn->cjn", W_top, A).reshape(C, J, P, N) + W_prev[..., None]
+    return B + jnp.sum(T * prev[:, None], axis=2)  # a multiply-reduce, not a batched dot over (c, n)
+
+
+def _over_node_chunks(f, weights, A: jnp.ndarray, chunk: int | None = None) -> jnp.ndarray:
+    """``f(weights, A [C, D, N]) → [C, J, N]``, acting on every node alone, evaluated on chunks of
+    ``chunk`` nodes (default :data:`NODE_CHUNK`, above :data:`CHUNK_ABOVE_NODES` nodes; else one
+    shot) with ``f`` checkpointed, so the backward pass recomputes one chunk's intermediates."""
+    C, D, N = A.shape
+    if chunk is None:
+        chunk = NODE_CHUNK if N > CHUNK_ABOVE_NODES else N
+    if chunk >= N:
+        return f(weights, A)
+    n_chunks = -(-N // chunk)
+    A = jnp.pad(A, [(0, 0), (0, 0), (0, n_chunks * chunk - N)]) if n_chunks * chunk > N else A
+    chunks = jnp.transpose(A.reshape(C, D, n_chunks, chunk), (2, 0, 1, 3))  # [K, C, D, chunk]
+    f = jax.checkpoint(f)
+    _, out = jax.lax.scan(lambda _, a: (None, f(weights, a)), None, chunks, unroll=NODE_CHUNK_UNROLL)  # [K, C, J, chunk]
+    return jnp.transpose(out, (1, 2, 0, 3)).reshape(C, out.shape[2], -1)[:, :, :N]
+
+
 class SymmetricContraction(nn.Module):
     """``{ir: [N, 2l+1, C]}`` (all input irreps, equal C) → ``{L: [N, 2L+1, C]}``.
 
@@ -225,21 +272,16 @@ class SymmetricContraction(nn.Module):
         J = S * W.shape[2]
         kept = [len(k) for k in plan.mono_keep]
         Wd = jnp.split(W.reshape(C, J, -1), np.cumsum(kept)[:-1].tolist(), axis=2)  # per degree [C, J, K_ν]
-        B = 0.0
         P = 0 if self.correlation == 1 else D if self.correlation == 2 else len(plan.mono_index[-2][0])
         if not 0 < J * P <= NESTED_TOP_MAX_ROWS * kept[-1]:  # correlation 1, or many species: T too large
-            for mono, Wb in zip(symmetric_monomials(plan, A), Wd):
-                B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, S·Mt, N]
+            folded = (Wd, None, None)
         else:
-            lower, prev = _monomials_below_top(plan, A)  # kept monomials of degrees < ν−1; needed of ν−1
-            for mono, Wb in zip(lower, Wd):
-                B = B + jnp.einsum("cjk,ckn->cjn", Wb, mono)  # [C, S·Mt, N]
             pre, last = plan.mono_index[-1]
             keep_top, keep_prev = plan.mono_keep[-1], plan.mono_keep[-2]
             W_top = jnp.zeros((C, J, P, D), W.dtype).at[:, :, pre[keep_top], last[keep_top]].add(Wd[-1])
             W_prev = jnp.zeros((C, J, P), W.dtype).at[:, :, keep_prev].add(Wd[-2])
-            T = jnp.einsum("cjq,cqn->cjn", W_top.reshape(C, J * P, D), A).reshape(C, J, P, N) + W_prev[..., None]
-            B = B + jnp.sum(T * prev[:, None], axis=2)  # a multiply-reduce, not a batched dot over (c, n)
+            folded = (Wd, W_top.reshape(C, J * P, D), W_prev)
+        B = _over_node_chunks(functools.partial(_folded_contract, plan), folded, A)  # [C, S·Mt, N]
         B = B.reshape(C, S, -1, N)
         B = jnp.transpose(B[:, 0], (2, 1, 0)) if S == 1 else jnp.einsum("csmn,ns->nmc", B, onehot)
         return split_outputs(B, self.irreps_out, dims)

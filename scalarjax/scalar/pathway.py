@@ -134,7 +134,7 @@ def edge_scalars(transforms: Sequence[ScalarTransform], x: jnp.ndarray, ctx: Hoo
 
 
 def aggregate(
-    transforms: Sequence[ScalarTransform], plan, h_edge: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext, layer: int
+    transforms: Sequence[ScalarTransform], plan, h: dict, sh: jnp.ndarray, weights: jnp.ndarray, ctx: HookContext, layer: int
 ) -> dict:
     """The neighbour aggregation of the channelwise-TP messages, ``{ir3: [N, P, 2l3+1, C]}``.
 
@@ -151,7 +151,7 @@ def aggregate(
         for m in edge_modules:
             w0 = m(w0, ctx, layer) * ctx.edge_mask[:, None, None]
         weights = jnp.concatenate([w0, rest], axis=1)
-    agg = channelwise_tp_aggregate(plan, h_edge, sh, weights, ctx.receivers, ctx.node_mask.shape[0])
+    agg = channelwise_tp_aggregate(plan, h, sh, weights, ctx.senders, ctx.receivers, ctx.node_mask.shape[0])
     norm = 1.0 / ctx.avg_num_neighbors
     agg = {ir: a * norm for ir, a in agg.items()}
     if "0e" in agg:
