@@ -82,8 +82,12 @@ def scaling_fit(rows: list) -> dict:
     if len(n) >= 2:
         bt, at = np.polyfit(n, t, 1)
         bm, am = np.polyfit(n, m, 1)
-        out.update({"time_ms": {"intercept": round(at, 2), "us_per_atom": round(1e3 * bt, 2)},
-                    "peak_rss_mib": {"intercept": round(am, 1), "kib_per_atom": round(1024 * bm, 2)}})
+        out.update(
+            {
+                "time_ms": {"intercept": round(at, 2), "us_per_atom": round(1e3 * bt, 2)},
+                "peak_rss_mib": {"intercept": round(am, 1), "kib_per_atom": round(1024 * bm, 2)},
+            }
+        )
     if big.sum() >= 2:
         out["time_exponent_ge512"] = round(float(np.polyfit(np.log(n[big]), np.log(t[big]), 1)[0]), 3)
         extra = m[big] - m.min()

@@ -137,7 +137,7 @@ def channelwise_tp_aggregate(
     else:
         sums = _chunked_sums(plan, h, sh, weights, senders, receivers, num_nodes, edge_chunk)
     out: dict = {}
-    for (ir3, _, _, T), agg in zip(plan.groups, sums):
+    for (ir3, *_), agg in zip(plan.groups, sums):
         out.setdefault(ir3, []).append(agg.reshape(num_nodes, -1, 2 * e3nn.Irrep(ir3).l + 1, agg.shape[-1]))
     return {ir3: parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1) for ir3, parts in out.items()}
 
