@@ -16,6 +16,15 @@ and final EMA parameters):
 - Holm's correction of the primary endpoint's p-values (declared in the plan: test force MAE)
   across every (cell, variant) comparison of the phase.
 
+Design defaults are chosen on validation, never on test: each cell also gets a table *Selection on
+validation*: per variant, the validation MAE of F and E of the same best-on-validation parameters
+(``best.valid`` of the result file), mean ± SE over seeds, and the paired Δ% against base with its
+95% t-interval (the same pairing and statistics as the test table). A phase with more than one cell
+gets one ranking number per variant, pooled over its cells: the mean over cells of the per-cell mean
+paired log-ratio of validation F MAE, as Δ% (each cell weighted equally). In ``report.json``: the key
+``selection_valid`` of each variant's entry, and ``selection_valid_pooled`` (per phase) next to the
+phases.
+
 Cells whose result files carry ``artifacts`` (the four physical artifacts, measured after training
 by ``experiments/campaign_artifacts.py``) get one more table: per variant, mean ± SE over seeds of
 each headline artifact number (its ``summary``: signed short-pair force error, pressure error of
@@ -64,11 +73,39 @@ def code_tree(result: dict) -> str | None:
     return git.get("scalarjax_tree") or (_tree_of_commit(git["commit"]) if git.get("commit") else None)
 
 
-def mae(result: dict, metric: str, model: str = "best") -> float | None:
-    block = result["best"].get("test") if model == "best" else result["last_ema"].get("test")
+def mae(result: dict, metric: str, model: str = "best", split: str = "test") -> float | None:
+    """MAE of ``metric`` (E, F, S) on ``split`` (test, valid) of the ``model`` parameters (best, last_ema)."""
+    block = result[model].get(split)
     if not block:
         return None
     return block["all"][dict((s, k) for s, k, _ in METRICS)[metric]]["mae"]
+
+
+def mean_se(vals: list[float]) -> dict:
+    return {
+        "mean": float(np.mean(vals)),
+        "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None,
+        "n": len(vals),
+    }
+
+
+def paired_delta(by_seed: dict, base: dict, seeds: list, value) -> dict | None:
+    """The paired change against base over ``seeds``: r_s = log(value(variant_s) / value(base_s)) for
+    the seeds where both values exist; mean and 95% t-interval over seeds as Δ%, two-sided p of
+    mean r = 0. None when no seed has both values."""
+    logr = np.asarray([np.log(value(by_seed[s]) / value(base[s])) for s in seeds if value(by_seed[s]) and value(base[s])])
+    if not len(logr):
+        return None
+    mean, lo, hi, p = t_interval(logr)
+    pct = lambda x: 100 * (np.exp(x) - 1) if x == x else None
+    return {
+        "seeds": seeds,
+        "delta_pct_per_seed": [round(100 * (np.exp(x) - 1), 2) for x in logr],
+        "delta_pct": pct(mean),
+        "ci95": [pct(lo), pct(hi)],
+        "p": p if p == p else None,
+        "paired_sd_pct": float(100 * np.std(logr, ddof=1)) if len(logr) > 1 else None,
+    }
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
@@ -190,37 +227,18 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
                 "epochs": next(iter(by_seed.values()))["epochs"],
                 "wall_min_mean": float(np.mean([r["wall_s"] for r in by_seed.values()]) / 60),
             }
+            seeds = [s for s in sorted(set(by_seed) & set(base)) if s not in mismatched]
             for model in ("best", "last_ema"):
                 for short, _, _ in METRICS:
                     vals = [mae(r, short, model) for r in by_seed.values()]
                     vals = [v for v in vals if v is not None]
                     if not vals:
                         continue
-                    m = {
-                        "mean": float(np.mean(vals)),
-                        "se": float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None,
-                        "n": len(vals),
-                    }
+                    m = mean_se(vals)
                     if variant != "base":
-                        seeds = [s for s in sorted(set(by_seed) & set(base)) if s not in mismatched]
-                        logr = np.asarray(
-                            [
-                                np.log(mae(by_seed[s], short, model) / mae(base[s], short, model))
-                                for s in seeds
-                                if mae(by_seed[s], short, model) and mae(base[s], short, model)
-                            ]
-                        )
-                        if len(logr):
-                            mean, lo, hi, p = t_interval(logr)
-                            pct = lambda x: 100 * (np.exp(x) - 1) if x == x else None
-                            m["paired"] = {
-                                "seeds": seeds,
-                                "delta_pct_per_seed": [round(100 * (np.exp(x) - 1), 2) for x in logr],
-                                "delta_pct": pct(mean),
-                                "ci95": [pct(lo), pct(hi)],
-                                "p": p if p == p else None,
-                                "paired_sd_pct": float(100 * np.std(logr, ddof=1)) if len(logr) > 1 else None,
-                            }
+                        paired = paired_delta(by_seed, base, seeds, lambda r: mae(r, short, model))
+                        if paired:
+                            m["paired"] = paired
                             pairs = [
                                 (
                                     by_seed[s]["structure_errors"].get("test" if model == "best" else "test_last_ema"),
@@ -231,6 +249,7 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
                             if all(a and b for a, b in pairs):
                                 m["paired"]["bootstrap_structures_ci95"] = list(bootstrap_delta(pairs, short))
                     entry.setdefault(model, {})[short] = m
+            entry["selection_valid"] = selection_valid(by_seed, base, seeds, variant != "base")
             if any(isinstance(r.get("artifacts"), dict) for r in by_seed.values()):
                 paired = [s for s in sorted(set(by_seed) & set(base)) if s not in mismatched]
                 entry["artifacts"] = artifact_stats(by_seed, base, paired)
@@ -250,6 +269,68 @@ def analyse(results: list[dict], primary: str = "F") -> dict:
         for (c, v), p in holm(pvals).items():
             cells_[c][v]["best"][primary]["paired"]["p_holm"] = p
     return report
+
+
+def selection_valid(by_seed: dict, base: dict, seeds: list, paired: bool) -> dict:
+    """Validation MAE (E, F, S) of the best-on-validation parameters: mean ± SE over seeds and, for a
+    variant, the paired Δ% against base over ``seeds`` (the test table's pairing and statistics). The
+    numbers the design choices are made on; no test number enters."""
+    out: dict = {"seeds": sorted(by_seed)}
+    for short, _, _ in METRICS:
+        value = lambda r, short=short: mae(r, short, "best", "valid")
+        vals = [v for v in map(value, by_seed.values()) if v is not None]
+        if not vals:
+            continue
+        m = mean_se(vals)
+        d = paired_delta(by_seed, base, seeds, value) if paired else None
+        if d:
+            m["paired"] = d
+        out[short] = m
+    return out
+
+
+def pooled_selection(cells: dict) -> dict:
+    """One ranking number per variant of a phase with more than one cell: the mean over the cells of
+    the per-cell mean paired log-ratio of validation F MAE against base (every cell weighted equally,
+    whatever its number of seeds), as Δ%; validation E pooled the same way for information. Variants
+    missing from a cell are ranked after those present in every cell. Empty for a single cell."""
+    if len(cells) < 2:
+        return {}
+
+    def per_cell(variant: str, short: str) -> dict:
+        out = {}
+        for name, cell in cells.items():
+            p = cell.get(variant, {}).get("selection_valid", {}).get(short, {}).get("paired")
+            if p and p["delta_pct"] is not None:
+                out[name] = {"delta_pct": p["delta_pct"], "n_seeds": len(p["delta_pct_per_seed"])}
+        return out
+
+    def pool(cell_deltas: dict) -> float | None:
+        if not cell_deltas:
+            return None
+        return float(100 * np.expm1(np.mean([np.log1p(c["delta_pct"] / 100) for c in cell_deltas.values()])))
+
+    rows = []
+    for variant in sorted({v for cell in cells.values() for v in cell if v != "base"}):
+        f, e = per_cell(variant, "F"), per_cell(variant, "E")
+        if not f:
+            continue
+        rows.append(
+            {
+                "variant": variant,
+                "valid_F_delta_pct": pool(f),
+                "cells": f,
+                "n_cells": len(f),
+                "valid_E_delta_pct": pool(e),
+                "valid_E_cells": e,
+            }
+        )
+    rows.sort(key=lambda r: (r["n_cells"] < len(cells), r["valid_F_delta_pct"]))
+    return {
+        "metric": "validation F MAE of the best-on-validation parameters, paired Δ% vs base, mean over cells of the per-cell mean log-ratio",
+        "cells": list(cells),
+        "ranking": rows,
+    }
 
 
 def artifact_reference(results) -> dict:
@@ -330,6 +411,67 @@ def fmt_delta(m: dict) -> str:
     return f"{p['delta_pct']:+.1f}%{ci_s}"
 
 
+def selection_markdown(cell: dict) -> list[str]:
+    """The validation table of one cell (empty when no run recorded validation errors)."""
+    if not any("F" in e.get("selection_valid", {}) for e in cell.values()):
+        return []
+    lines = [
+        "#### Selection on validation",
+        "",
+        "Validation MAE of the same best-on-validation EMA parameters (the split each run selected its "
+        "checkpoint on): the numbers design choices are made on; the test table above is scored, never tuned on. "
+        "Mean ± SE over seeds; Δ% = paired change against base of the same seed (log-ratio mean, 95% t-interval "
+        "over seeds), paired seeds as in the test table.",
+        "",
+        "| variant | seeds | paired | valid F (meV/Å) | valid E (meV/atom) | valid ΔF | valid ΔE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, e in cell.items():
+        sel = e.get("selection_valid", {})
+        vals = [
+            "–" if s not in sel else f"{sel[s]['mean']:.2f}" + (f" ± {sel[s]['se']:.2f}" if sel[s]["se"] is not None else "")
+            for s in ("F", "E")
+        ]
+        deltas = [fmt_delta(sel[s]) if s in sel else "–" for s in ("F", "E")]
+        n_paired = len(sel.get("F", {}).get("paired", {}).get("delta_pct_per_seed", [])) if variant != "base" else None
+        lines.append(
+            f"| {variant} | {len(sel.get('seeds', e['seeds']))} | {'–' if n_paired is None else n_paired} | "
+            + " | ".join(vals + deltas)
+            + " |"
+        )
+    lines.append("")
+    return lines
+
+
+def pooled_markdown(phase: str, pooled: dict) -> list[str]:
+    """The pooled validation ranking of a phase (empty for a single cell)."""
+    if not pooled.get("ranking"):
+        return []
+    cells = pooled["cells"]
+    lines = [
+        f"### {phase}: pooled over cells — selection on validation",
+        "",
+        "Ranking for choosing defaults, on **validation** alone (no test number enters): per variant, the mean "
+        "over cells of the per-cell mean paired log-ratio of validation F MAE against base (each cell weighted "
+        "equally, whatever its number of seeds), as Δ%; a point estimate without an interval. Per cell: the paired "
+        "validation ΔF (number of paired seeds). Validation E pooled the same way, for information. Sorted by "
+        "pooled validation ΔF (best first); a variant missing from a cell is ranked after the others.",
+        "",
+        "| rank | variant | pooled valid ΔF | " + " | ".join(f"{c} valid ΔF (seeds)" for c in cells) + " | pooled valid ΔE |",
+        "|---|---|---|" + "---|" * (len(cells) + 1),
+    ]
+    for i, r in enumerate(pooled["ranking"], 1):
+        per_cell = [f"{r['cells'][c]['delta_pct']:+.1f}% ({r['cells'][c]['n_seeds']})" if c in r["cells"] else "–" for c in cells]
+        e = r["valid_E_delta_pct"]
+        lines.append(
+            f"| {i} | {r['variant']} | {r['valid_F_delta_pct']:+.1f}% | "
+            + " | ".join(per_cell)
+            + f" | {'–' if e is None else f'{e:+.1f}%'} |"
+        )
+    lines.append("")
+    return lines
+
+
 def markdown(report: dict, plan_primary: str) -> str:
     lines = [
         "# Scalar-pathway campaign: report",
@@ -338,7 +480,9 @@ def markdown(report: dict, plan_primary: str) -> str:
         "`experiments/results/campaign/` alone. Test MAE of the best-on-validation EMA parameters unless marked "
         "*final EMA*; mean ± SE over seeds; Δ% = paired change against base of the same seed (log-ratio mean, "
         "95% t-interval over seeds); *bootstrap* = 95% interval of the seed-averaged Δ% over resamples of the test "
-        "structures. Primary endpoint (declared before the runs): " + plan_primary + ".",
+        "structures. Primary endpoint (declared before the runs): " + plan_primary + ". "
+        "Each cell's *Selection on validation* table and each phase's *pooled over cells* ranking give the "
+        "validation numbers of the same parameters: design defaults are chosen on those, never on test.",
         "",
     ]
     for phase, cells in report.items():
@@ -383,7 +527,9 @@ def markdown(report: dict, plan_primary: str) -> str:
             lines += [f"Library code (scalarjax/ tree) of the runs: {', '.join(trees) or '–'}."]
             lines += [f"- **{n}**" for n in notes]
             lines.append("")
+            lines += selection_markdown(cell)
             lines += artifacts_markdown(cell)
+        lines += pooled_markdown(phase, pooled_selection(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -433,7 +579,8 @@ def main(argv=None):
     plan = yaml.safe_load((ROOT / "experiments" / "campaign" / "plan.yaml").read_text())
     primary = {"forces_meV_per_A": "F", "energy_meV_per_atom": "E", "stress_meV_per_A3": "S"}[plan["primary_endpoint"]]
     report = analyse(results, primary)
-    (root / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    pooled = {phase: p for phase, cells in report.items() if (p := pooled_selection(cells))}
+    (root / "report.json").write_text(json.dumps({**report, "selection_valid_pooled": pooled}, indent=1) + "\n")
     (root / "report.md").write_text(markdown(report, f"test {primary} MAE, paired Δ% vs base"))
     if not args.no_plots:
         plots(report, root / "plots")

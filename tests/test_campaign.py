@@ -72,7 +72,8 @@ def test_plan_is_consistent():
         assert seeds == sorted(seeds)
 
 
-def _fake(variant, seed, f_mae, n=6):
+def _fake(variant, seed, f_mae, n=6, valid=None):
+    """A finished run: test F MAE ``f_mae`` (E 1.0); ``valid``: optional validation MAEs {"F": .., "E": ..}."""
     errs = {
         "config_type": ["x"] * n,
         "n_atoms": [2] * n,
@@ -91,9 +92,17 @@ def _fake(variant, seed, f_mae, n=6):
         "n_params": 10,
         "epochs": 1,
         "wall_s": 60.0,
-        "best": {"test": {"all": m}},
+        "best": {"test": {"all": m}} if valid is None else {"test": {"all": m}, "valid": {"all": _valid_block(valid)}},
         "last_ema": {"test": {"all": m}},
         "structure_errors": {"test": errs, "test_last_ema": errs},
+    }
+
+
+def _valid_block(valid):
+    return {
+        "energy_meV_per_atom": {"mae": valid["E"]},
+        "forces_meV_per_A": {"mae": valid["F"]},
+        "stress_meV_per_A3": {"mae": None},
     }
 
 
@@ -213,3 +222,56 @@ def test_selection_over_the_run_scores_with_the_final_objective():
     assert w.energy == 1000.0 and _score(late, w) < _score(early, w)
     old = selection_weights(TrainingConfig(energy_weight=1.0, forces_weight=1000.0, stage_two_start=0.7, select_over="stage_two"))
     assert old.energy == 1.0 and _score(early, old) < _score(late, old)  # why "run" needs the final weights
+
+
+def test_report_selection_on_validation():
+    """The validation section uses ``best.valid`` only: test and validation errors differ (test says v
+    is 20% better on F and w 50% better, validation says v is 10% better in cell d and 30% better in
+    cell d2, w 5% worse in both), so taking a test number anywhere would fail. Pairing as for test: a
+    seed that ran other code than base is left out. Pooled over cells: the mean of the per-cell mean
+    log-ratios, sorted by it."""
+    report = _load("campaign_report")
+    results = []
+    for cell, v_ratio in (("d", 0.9), ("d2", 0.7)):
+        for s in range(3):
+            base_valid = {"F": 20.0 + s, "E": 2.0 + s}
+            runs = [
+                _fake("base", s, 10.0, valid=base_valid),
+                _fake("v", s, 8.0, valid={"F": v_ratio * base_valid["F"], "E": 1.1 * base_valid["E"]}),
+                _fake("w", s, 5.0, valid={"F": 1.05 * base_valid["F"], "E": base_valid["E"]}),
+            ]
+            for r in runs:
+                r["dataset"] = cell
+                # in d2, v's seed 2 ran other code (and would spoil the pairing: validation F 100x base's)
+                other = (cell, r["variant"], s) == ("d2", "v", 2)
+                r["git"] = {"scalarjax_tree": "t_old" if other else "t_new"}
+                if other:
+                    r["best"]["valid"]["all"]["forces_meV_per_A"]["mae"] = 100 * base_valid["F"]
+            results += runs
+    out = report.analyse(results)["p"]
+    sel = out["d/s"]["v"]["selection_valid"]
+    assert sel["seeds"] == [0, 1, 2]
+    assert sel["F"]["mean"] == pytest.approx(0.9 * 21.0) and sel["F"]["n"] == 3
+    assert sel["F"]["paired"]["delta_pct"] == pytest.approx(-10.0) and sel["F"]["paired"]["ci95"] == pytest.approx([-10.0, -10.0])
+    assert sel["E"]["paired"]["delta_pct"] == pytest.approx(10.0)  # test E is equal: 0%
+    assert out["d/s"]["v"]["best"]["F"]["paired"]["delta_pct"] == pytest.approx(-20.0)  # the test table is unchanged
+    assert out["d/s"]["w"]["selection_valid"]["F"]["paired"]["delta_pct"] == pytest.approx(5.0)
+    assert "paired" not in out["d/s"]["base"]["selection_valid"]["F"]
+    d2 = out["d2/s"]["v"]["selection_valid"]["F"]["paired"]
+    assert d2["seeds"] == [0, 1] and d2["delta_pct"] == pytest.approx(-30.0)
+    pooled = report.pooled_selection(out)
+    assert [r["variant"] for r in pooled["ranking"]] == ["v", "w"]  # on test, w would rank first
+    v = pooled["ranking"][0]
+    assert v["valid_F_delta_pct"] == pytest.approx(100 * (np.sqrt(0.9 * 0.7) - 1))
+    assert {c: x["n_seeds"] for c, x in v["cells"].items()} == {"d/s": 3, "d2/s": 2}
+    assert v["valid_E_delta_pct"] == pytest.approx(10.0)
+    assert pooled["ranking"][1]["valid_F_delta_pct"] == pytest.approx(5.0)
+    assert report.pooled_selection({"d/s": out["d/s"]}) == {}  # one cell: nothing to pool
+    md = report.markdown(report.analyse(results), "F")
+    assert md.count("#### Selection on validation") == 2
+    assert "| v | 3 | 3 | 18.90 ± 0.90 | 2.31 ± 0.90 | -10.0% [-10.0, -10.0] | +10.0% [+10.0, +10.0] |" in md
+    assert "### p: pooled over cells — selection on validation" in md
+    assert "| 1 | v | -20.6% | -10.0% (3) | -30.0% (2) | +10.0% |" in md
+    assert "| 2 | w | +5.0% | +5.0% (3) | +5.0% (3) | +0.0% |" in md
+    # runs without validation errors: no validation table
+    assert "Selection on validation" not in report.markdown({"p": {"d/s": report.analyse([_fake("base", 0, 1.0)])["p"]["d/s"]}}, "F")

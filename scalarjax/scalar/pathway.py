@@ -141,6 +141,9 @@ def aggregate(
     Default: ``(1/avg_num_neighbors) Σ_{j∈N(i)} m_ij`` for every irrep. A message is linear in its
     radial weights, so the ℓ=0 part is re-weighted per neighbour through the weights of the ℓ=0
     paths (which come first in plan order) and per atom by multiplying the normalisation.
+
+    ``h``: node features ``{ir: [N, 2l+1, C]}``, read at ``ctx.senders`` inside the product (so that
+    large graphs can build their messages a chunk of edges at a time); ``weights`` ``[E, P, C]``.
     """
     from scalarjax.nn.tensor_product import channelwise_tp_aggregate
 
