@@ -269,9 +269,9 @@ def test_report_selection_on_validation():
     assert report.pooled_selection({"d/s": out["d/s"]}) == {}  # one cell: nothing to pool
     md = report.markdown(report.analyse(results), "F")
     assert md.count("#### Selection on validation") == 2
-    assert "| v | 3 | 3 | 18.90 ± 0.90 | 2.31 ± 0.90 | -10.0% [-10.0, -10.0] | +10.0% [+10.0, +10.0] |" in md
+    assert "| v | 3 | 3 | 18.90 ± 0.52 | 3.30 ± 0.64 | -10.0% [-10.0, -10.0] | +10.0% [+10.0, +10.0] |" in md
     assert "### p: pooled over cells — selection on validation" in md
     assert "| 1 | v | -20.6% | -10.0% (3) | -30.0% (2) | +10.0% |" in md
     assert "| 2 | w | +5.0% | +5.0% (3) | +5.0% (3) | +0.0% |" in md
     # runs without validation errors: no validation table
-    assert "Selection on validation" not in report.markdown({"p": {"d/s": report.analyse([_fake("base", 0, 1.0)])["p"]["d/s"]}}, "F")
+    assert "#### Selection on validation" not in report.markdown({"p": {"d/s": report.analyse([_fake("base", 0, 1.0)])["p"]["d/s"]}}, "F")
