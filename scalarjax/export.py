@@ -15,7 +15,10 @@ A ``.jaxexport`` file is a zip archive with two members:
 Shapes are **symbolic** (``N``, ``E``, ``G`` are ``jax.export`` dimension variables): one file
 serves every system size; the caller pads to buckets as the live calculator does (so a new size
 compiles once) and each concrete shape is compiled on first use. Padded buckets would freeze the
-largest system an export can take; symbolic shapes need no such limit.
+largest system an export can take; symbolic shapes need no such limit. The price: the live model
+sums messages over edge chunks and runs the symmetric contraction over node chunks on large graphs
+(a static chunk count), which a symbolic size cannot have, so an exported model evaluates in one
+shot and needs more memory on cells of tens of thousands of atoms (medium MACE: ~1.3 MB per atom).
 
 Loading needs only JAX and numpy (:func:`load_export`); ``scalarjax.Calculator.from_export``
 adds the neighbour list (matscipy) and ASE. Neither Flax nor the model code is imported.

@@ -195,8 +195,11 @@ def _folded_contract(plan: ContractionPlan, folded: tuple, A: jnp.ndarray) -> jn
 def _over_node_chunks(f, weights, A: jnp.ndarray, chunk: int | None = None) -> jnp.ndarray:
     """``f(weights, A [C, D, N]) → [C, J, N]``, acting on every node alone, evaluated on chunks of
     ``chunk`` nodes (default :data:`NODE_CHUNK`, above :data:`CHUNK_ABOVE_NODES` nodes; else one
-    shot) with ``f`` checkpointed, so the backward pass recomputes one chunk's intermediates."""
+    shot; one shot for a symbolic size, as in an exported model) with ``f`` checkpointed, so the
+    backward pass recomputes one chunk's intermediates."""
     C, D, N = A.shape
+    if not isinstance(N, int):  # a symbolic size (jax.export's shape polymorphism): no static chunk count
+        return f(weights, A)
     if chunk is None:
         chunk = NODE_CHUNK if N > CHUNK_ABOVE_NODES else N
     if chunk >= N:

@@ -123,16 +123,19 @@ def channelwise_tp_aggregate(
         weights: ``[E, num_paths, C]`` radial weights (the message is linear in them).
         senders, receivers: ``[E]`` sending and receiving node of every edge.
         edge_chunk: edges per chunk; default: :data:`EDGE_CHUNK` when there are more than
-            :data:`CHUNK_ABOVE_EDGES` edges, else one shot. The result does not depend on it
-            (beyond the order of floating-point sums).
+            :data:`CHUNK_ABOVE_EDGES` edges, else one shot; always one shot for a symbolic edge
+            count (an exported model). The result does not depend on it (beyond the order of
+            floating-point sums).
 
     Returns:
         ``{ir3: [N, P_ir3, 2l3+1, C]}``, paths in plan order.
     """
     E = sh.shape[0]
-    if edge_chunk is None:
+    if not isinstance(E, int):  # a symbolic size (jax.export's shape polymorphism): no static chunk count
+        edge_chunk = None
+    elif edge_chunk is None:
         edge_chunk = EDGE_CHUNK if E > CHUNK_ABOVE_EDGES else E
-    if edge_chunk >= E:
+    if edge_chunk is None or edge_chunk >= E:
         sums = [jax.ops.segment_sum(m, receivers, num_segments=num_nodes) for m in _group_messages(plan, h, senders, sh, weights)]
     else:
         sums = _chunked_sums(plan, h, sh, weights, senders, receivers, num_nodes, edge_chunk)
