@@ -1,7 +1,7 @@
 """Time per atom of E+F+S against system size: diamond Si supercells from 64 atoms up.
 
     python experiments/bench_scaling.py --backbone mace [--sizes 64,512,4096,32768] [--dtype float32]
-                                        [--out experiments/results/scaling_allegro_cpu.json]
+                                        [--out experiments/results/scaling_mace_float32_cpu.json]
 
 Each size runs in its own process (its peak resident memory is then that size's). Cells: the
 8-atom conventional diamond cell (a = 5.431 Å) repeated n×n×n, rattled by 0.05 Å (seed 0), so

@@ -192,18 +192,15 @@ def _folded_contract(plan: ContractionPlan, folded: tuple, A: jnp.ndarray) -> jn
     return B + jnp.sum(T * prev[:, None], axis=2)  # a multiply-reduce, not a batched dot over (c, n)
 
 
-def _over_node_chunks(f, weights, A: jnp.ndarray, chunk: int | None = None) -> jnp.ndarray:
+def _over_node_chunks(f, weights, A: jnp.ndarray) -> jnp.ndarray:
     """``f(weights, A [C, D, N]) → [C, J, N]``, acting on every node alone, evaluated on chunks of
-    ``chunk`` nodes (default :data:`NODE_CHUNK`, above :data:`CHUNK_ABOVE_NODES` nodes; else one
-    shot; one shot for a symbolic size, as in an exported model) with ``f`` checkpointed, so the
-    backward pass recomputes one chunk's intermediates."""
+    :data:`NODE_CHUNK` nodes above :data:`CHUNK_ABOVE_NODES` nodes (else, and for a symbolic size as
+    in an exported model, in one shot) with ``f`` checkpointed, so the backward pass recomputes one
+    chunk's intermediates."""
     C, D, N = A.shape
-    if not isinstance(N, int):  # a symbolic size (jax.export's shape polymorphism): no static chunk count
+    if not isinstance(N, int) or N <= CHUNK_ABOVE_NODES:  # symbolic (jax.export): no static chunk count
         return f(weights, A)
-    if chunk is None:
-        chunk = NODE_CHUNK if N > CHUNK_ABOVE_NODES else N
-    if chunk >= N:
-        return f(weights, A)
+    chunk = NODE_CHUNK
     n_chunks = -(-N // chunk)
     A = jnp.pad(A, [(0, 0), (0, 0), (0, n_chunks * chunk - N)]) if n_chunks * chunk > N else A
     chunks = jnp.transpose(A.reshape(C, D, n_chunks, chunk), (2, 0, 1, 3))  # [K, C, D, chunk]
