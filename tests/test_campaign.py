@@ -209,6 +209,15 @@ def test_report_pairs_only_runs_of_the_same_library_code():
     assert "git worktree add" in campaign.code_pin_error(plan, "p", {"scalarjax_tree": "0" * 40})
 
 
+def test_runner_refuses_a_library_imported_from_another_checkout(monkeypatch, tmp_path):
+    """The pin checks the checkout's scalarjax/, so the runs must import that very tree: an editable
+    install from main would otherwise train a campaign worktree's runs with main's code."""
+    campaign = _load("campaign")
+    assert campaign.import_location_error() is None  # the tests import this checkout's library
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    assert f"PYTHONPATH={tmp_path}" in campaign.import_location_error()
+
+
 def test_selection_over_the_run_scores_with_the_final_objective():
     """select_over: run scores every epoch with the stage-two energy weight, so an early epoch with a
     barely fitted energy cannot win on slightly better forces; stage_two keeps the first-stage weights."""
