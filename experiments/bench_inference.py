@@ -4,8 +4,9 @@ reference's builder defaults), timed in one run.
 
 Cases: one rMD17 aspirin (21 atoms), a batch of 10 aspirins, the 64-atom mlearn Si cell (first
 AIMD-NVT frame of test.json) and its 2×2×2 supercell (512 atoms). Each dtype runs in its own
-process (float64 needs JAX's x64 mode, which a float32 run must not have). Compile (first call)
-is reported apart from the steady state (median of ≥20 calls after 3 warm-up calls).
+process (float64 needs JAX's x64 mode, which a float32 run must not have). The first call is
+reported apart from the steady state (median of ≥20 calls after 3 warm-up calls), split into trace
++ XLA compile and the first execution (which pays the first touch of XLA's scratch memory).
 
     python experiments/bench_inference.py [--data DIR] [--backbones mace,nequip] [--cases si_64,aspirin_x1]
                                           [--variants base,pan,pgs,pan+pgs] [--out experiments/results/bench_inference_cpu.json]
@@ -115,18 +116,29 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
         graphs = pot.graphs(Configuration.from_atoms(a) for a in atoms_list)
         batch = jax.device_put(batch_graphs(graphs))
         fn = pot.function(compute_stress=stress)
+        # The first call is trace + XLA compile + a first execution; the last costs more than later
+        # ones because the kernel zero-fills the fresh pages of XLA's scratch memory on first touch
+        # (perf, Si 512 float64: 71% of the first execution in clear_page_erms). Timed apart.
         t = time.perf_counter()
-        jax.block_until_ready(fn(pot.params, batch))
-        compile_s = time.perf_counter() - t
-        cost = fn.lower(pot.params, batch).compile().cost_analysis()
+        compiled = fn.lower(pot.params, batch).compile()
+        trace_compile_s = time.perf_counter() - t
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(pot.params, batch))
+        first_exec_s = time.perf_counter() - t
+        compile_s = trace_compile_s + first_exec_s
+        cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
+        temp_mb = compiled.memory_analysis().temp_size_in_bytes / 1e6
         times = time_calls(lambda: jax.block_until_ready(fn(pot.params, batch)))
         results[name] = {
             "n_atoms": int(sum(len(a) for a in atoms_list)),
             "n_edges": int(sum(int(g.n_edge[0]) for g in graphs)),
             "padded": [int(batch.nodes["species"].shape[0]), int(batch.senders.shape[0])],
             "stress": stress,
-            "compile_s": round(compile_s, 3),
+            "compile_s": round(compile_s, 3),  # the whole first call
+            "trace_compile_s": round(trace_compile_s, 3),
+            "first_exec_s": round(first_exec_s, 3),
+            "xla_temp_mb": round(temp_mb, 1),
             "median_ms": round(1e3 * float(np.median(times)), 3),
             "min_ms": round(1e3 * float(np.min(times)), 3),
             "n_calls": len(times),
@@ -134,7 +146,7 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
             "params": pot.num_params(),
         }
         print(
-            f"  {backbone:6s} {variant:8s} {dtype} {name:12s} compile {compile_s:6.2f} s   median {results[name]['median_ms']:8.2f} ms",
+            f"  {backbone:6s} {variant:8s} {dtype} {name:12s} first call {compile_s:6.2f} s (trace+compile {trace_compile_s:5.2f}, first run {first_exec_s:5.2f})   median {results[name]['median_ms']:8.2f} ms",
             flush=True,
         )
     return {"init_s": round(init_s, 2), "cases": results}
