@@ -1,5 +1,7 @@
 """Collect a run's learning curve (validation and logged test MAE per epoch, cumulative wall time)
-and its final test metrics into one results JSON and a markdown table.
+and its final test metrics into one results JSON and a markdown table, with the campaign's budget
+criterion (issue 13): the relative change of the validation force MAE over the last quarter of the
+epochs, (F[n] − F[n − n/4]) / F[n − n/4]; the curve has converged for the budget when |change| < 3%.
 
     python experiments/learning_curve.py RUN_DIR --out experiments/results/NAME.json [--command "..."]
 """
@@ -10,6 +12,18 @@ import pathlib
 import platform
 
 import yaml
+
+CONVERGED_BELOW = 0.03
+
+
+def last_quarter_change(valid_f: list[float]) -> float | None:
+    """``(F[-1] − F[-1 − n//4]) / F[-1 − n//4]`` of a validation force-MAE curve of ``n`` epochs
+    (negative: still falling); None for fewer than 4 epochs."""
+    n = len(valid_f)
+    if n < 4:
+        return None
+    ref = valid_f[n - 1 - n // 4]
+    return (valid_f[-1] - ref) / ref
 
 
 def main():
@@ -37,6 +51,12 @@ def main():
                 },
             }
         )
+    change = last_quarter_change([c["valid_F_mae"] for c in curve if c["valid_F_mae"] is not None])
+    criterion = {
+        "valid_F_change_last_quarter": None if change is None else round(change, 4),
+        "converged": None if change is None else abs(change) < CONVERGED_BELOW,
+        "rule": f"|relative change of the validation force MAE over the last quarter of the epochs| < {CONVERGED_BELOW:.0%}",
+    }
     final = json.loads((run / "final_metrics.json").read_text()) if (run / "final_metrics.json").exists() else {}
     out = {
         "command": args.command,
@@ -46,6 +66,7 @@ def main():
         "statistics": json.loads((run / "statistics.json").read_text()),
         "curve": curve,
         "final_test_all": (final.get("test") or {}).get("all"),
+        "budget_criterion": criterion,
         "final_valid_all": (final.get("valid") or {}).get("all"),
     }
     path = pathlib.Path(args.out)
@@ -58,7 +79,13 @@ def main():
         for c in curve
         if c["test_F_mae"] is not None
     ]
-    md = f"Command: `{args.command}`\n\n" + "\n".join(lines) + "\n"
+    verdict = (
+        "too short to judge"
+        if change is None
+        else f"validation force MAE changed by {100 * change:+.1f}% over the last quarter of the epochs: "
+        + ("converged (|change| < 3%)" if criterion["converged"] else "still changing (|change| ≥ 3%), not converged")
+    )
+    md = f"Command: `{args.command}`\n\n" + "\n".join(lines) + f"\n\nBudget criterion (issue 13): {verdict}.\n"
     path.with_suffix(".md").write_text(md)
     print(md)
 

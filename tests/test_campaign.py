@@ -284,3 +284,14 @@ def test_report_selection_on_validation():
     assert "| 2 | w | +5.0% | +5.0% (3) | +5.0% (3) | +0.0% |" in md
     # runs without validation errors: no validation table
     assert "#### Selection on validation" not in report.markdown({"p": {"d/s": report.analyse([_fake("base", 0, 1.0)])["p"]["d/s"]}}, "F")
+
+
+def test_learning_curve_budget_criterion():
+    """The budget rule of issue 13: change of the validation force MAE over the last quarter."""
+    lc = _load("learning_curve")
+    falling = [100.0 / (1 + e) for e in range(40)]  # 1/e: still falling by 23% over the last 10 epochs
+    assert lc.last_quarter_change(falling) == pytest.approx(30 / 40 - 1)
+    assert abs(lc.last_quarter_change(falling)) > lc.CONVERGED_BELOW
+    flat = [50.0 + 0.01 * (e % 2) for e in range(40)]
+    assert abs(lc.last_quarter_change(flat)) < lc.CONVERGED_BELOW
+    assert lc.last_quarter_change([3.0, 2.0, 1.0]) is None
