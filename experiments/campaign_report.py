@@ -472,6 +472,49 @@ def pooled_markdown(phase: str, pooled: dict) -> list[str]:
     return lines
 
 
+SEED_RULE_SD_PCT = 6.0  # issue 13: add seeds (up to MAX_SEEDS) where the paired SD of force Δ% exceeds this
+AIM_HALF_WIDTH_PP = 8.0  # issue 13: aim for a 95% CI of the paired force Δ% no wider than ±8 points
+MAX_SEEDS = 10
+
+
+def seeds_for_half_width(sd_pct: float, aim: float = AIM_HALF_WIDTH_PP, cap: int = MAX_SEEDS) -> int | None:
+    """Smallest number of paired seeds n ≤ ``cap`` whose 95% t-interval half-width
+    t(0.975, n−1)·SD/√n (in log-ratio percent) is within ``aim``; None when even ``cap`` is not."""
+    from scipy import stats
+
+    for n in range(2, cap + 1):
+        if stats.t.ppf(0.975, n - 1) * sd_pct / np.sqrt(n) <= aim:
+            return n
+    return None
+
+
+def power_notes(cell: dict) -> list[str]:
+    """Per variant, the paired SD and 95% CI half-width of the force Δ% against issue 13's rules:
+    more seeds (up to 10) where the SD exceeds 6%; the CI's aim is a half-width of ≤8 points."""
+    out = []
+    for variant, e in cell.items():
+        p = e.get("best", {}).get("F", {}).get("paired")
+        if variant == "base" or not p or p.get("paired_sd_pct") is None or p["ci95"][0] is None:
+            continue
+        sd, n = p["paired_sd_pct"], len(p["seeds"])
+        half = (p["ci95"][1] - p["ci95"][0]) / 2
+        need = seeds_for_half_width(sd)
+        rule = (
+            f"SD > {SEED_RULE_SD_PCT:.0f}%: add seeds up to {MAX_SEEDS}"
+            if sd > SEED_RULE_SD_PCT and n < MAX_SEEDS
+            else f"SD ≤ {SEED_RULE_SD_PCT:.0f}%: no seeds to add"
+            if sd <= SEED_RULE_SD_PCT
+            else f"SD > {SEED_RULE_SD_PCT:.0f}% at the {MAX_SEEDS}-seed cap"
+        )
+        aim = (
+            f"±{AIM_HALF_WIDTH_PP:.0f} points needs {need} seeds"
+            if need
+            else f"±{AIM_HALF_WIDTH_PP:.0f} points is out of reach with {MAX_SEEDS} seeds"
+        )
+        out.append(f"{variant}: paired SD of force Δ% {sd:.1f}% over {n} seeds, 95% CI half-width {half:.1f} points ({rule}; {aim})")
+    return out
+
+
 def markdown(report: dict, plan_primary: str) -> str:
     lines = [
         "# Scalar-pathway campaign: report",
@@ -526,6 +569,7 @@ def markdown(report: dict, plan_primary: str) -> str:
             trees = sorted({t for e in cell.values() for t in e.get("code_trees", {}).values()})
             lines += [f"Library code (scalarjax/ tree) of the runs: {', '.join(trees) or '–'}."]
             lines += [f"- **{n}**" for n in notes]
+            lines += [f"- Power: {n}" for n in power_notes(cell)]
             lines.append("")
             lines += selection_markdown(cell)
             lines += artifacts_markdown(cell)

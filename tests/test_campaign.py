@@ -126,6 +126,20 @@ def test_report_statistics_on_known_inputs():
     assert "| better |" in report.markdown({"p": {"d/s": out}}, "F")
 
 
+def test_report_power_rules_of_issue_13():
+    """Seeds are added (up to 10) where the paired SD of force Δ% exceeds 6%; the CI aims at ±8 points."""
+    report = _load("campaign_report")
+    # t(0.975, 4) = 2.776: SD 6.4% over 5 seeds gives a half-width of 2.776 * 6.4 / sqrt(5) = 7.95
+    assert report.seeds_for_half_width(6.4) == 5 and report.seeds_for_half_width(6.5) == 6
+    assert report.seeds_for_half_width(30.0) is None and report.seeds_for_half_width(1.0) == 3  # t(0.975, 1) = 12.7: two seeds give ±9.0
+    noisy = [0.9, 1.05, 0.8, 1.0]  # log-ratio SD ~11%: over the 6% rule
+    results = [_fake("base", s, 10.0) for s in range(4)] + [_fake("noisy", s, 10.0 * k) for s, k in enumerate(noisy)]
+    results += [_fake("steady", s, 10.0 * (0.9 + 0.01 * s)) for s in range(4)]
+    notes = report.power_notes(report.analyse(results)["p"]["d/s"])
+    assert any(n.startswith("noisy:") and "add seeds up to 10" in n for n in notes)
+    assert any(n.startswith("steady:") and "no seeds to add" in n for n in notes)
+
+
 def _with_artifacts(result, **summary):
     result["artifacts"] = {
         "summary": summary,
