@@ -134,29 +134,37 @@ def holm(pvalues: dict) -> dict:
     return out
 
 
+def _structure_columns(errors: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per test structure: |error| (NaN where the structure has no such label) and its weight in the
+    MAE (n_atoms for forces, whose MAE runs over all components; 1 otherwise)."""
+    x = np.asarray([np.nan if v is None else abs(v) for v in errors[STRUCT_KEY[metric]]], float)
+    w = np.asarray(errors["n_atoms"], float) if metric == "F" else np.ones_like(x)
+    return x, w
+
+
+def _weighted_mae(x: np.ndarray, w: np.ndarray, idx: np.ndarray) -> float:
+    xi, wi = x[idx], w[idx]
+    keep = ~np.isnan(xi)
+    if not keep.any():
+        return float("nan")
+    return float(np.sum(wi[keep] * xi[keep]) / np.sum(wi[keep]))
+
+
 def structure_mae(errors: dict, metric: str, idx: np.ndarray) -> float:
     """MAE over the structures ``idx`` (with repeats) as the trainer defines it: energy per atom over
     structures, forces over all components (weights n_atoms), stress over the periodic structures."""
-    vals = errors[STRUCT_KEY[metric]]
-    v = np.asarray([vals[i] for i in idx], dtype=object)
-    keep = np.asarray([x is not None for x in v])
-    if not keep.any():
-        return float("nan")
-    x = np.abs(v[keep].astype(float))
-    if metric == "F":
-        w = np.asarray([errors["n_atoms"][i] for i in idx], float)[keep]
-        return float(np.sum(w * x) / np.sum(w))
-    return float(np.mean(x))
+    return _weighted_mae(*_structure_columns(errors, metric), idx)
 
 
 def bootstrap_delta(pairs: list[tuple[dict, dict]], metric: str, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the seed-averaged paired Δ% under resampling of the test structures."""
     rng = np.random.default_rng(seed)
-    n = len(pairs[0][0][STRUCT_KEY[metric]])
+    cols = [(_structure_columns(v, metric), _structure_columns(b, metric)) for v, b in pairs]
+    n = len(cols[0][0][0])
     stats = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        r = [np.log(structure_mae(v, metric, idx) / structure_mae(b, metric, idx)) for v, b in pairs]
+        r = [np.log(_weighted_mae(*cv, idx) / _weighted_mae(*cb, idx)) for cv, cb in cols]
         stats.append(np.mean(r))
     lo, hi = np.nanpercentile(stats, [2.5, 97.5])
     return 100 * (np.exp(lo) - 1), 100 * (np.exp(hi) - 1)
