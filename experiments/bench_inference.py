@@ -129,7 +129,7 @@ def run_one(dtype: str, data_dir: str, backbone: str, case_names, variant: str =
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         temp_mb = compiled.memory_analysis().temp_size_in_bytes / 1e6
-        times = time_calls(lambda: jax.block_until_ready(fn(pot.params, batch)))
+        times = time_calls(lambda: jax.block_until_ready(compiled(pot.params, batch)))
         results[name] = {
             "n_atoms": int(sum(len(a) for a in atoms_list)),
             "n_edges": int(sum(int(g.n_edge[0]) for g in graphs)),

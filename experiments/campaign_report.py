@@ -143,17 +143,13 @@ def _structure_columns(errors: dict, metric: str) -> tuple[np.ndarray, np.ndarra
 
 
 def _weighted_mae(x: np.ndarray, w: np.ndarray, idx: np.ndarray) -> float:
+    """MAE over the structures ``idx`` (with repeats) as the trainer defines it: energy per atom over
+    structures, forces over all components (weights n_atoms), stress over the periodic structures."""
     xi, wi = x[idx], w[idx]
     keep = ~np.isnan(xi)
     if not keep.any():
         return float("nan")
     return float(np.sum(wi[keep] * xi[keep]) / np.sum(wi[keep]))
-
-
-def structure_mae(errors: dict, metric: str, idx: np.ndarray) -> float:
-    """MAE over the structures ``idx`` (with repeats) as the trainer defines it: energy per atom over
-    structures, forces over all components (weights n_atoms), stress over the periodic structures."""
-    return _weighted_mae(*_structure_columns(errors, metric), idx)
 
 
 def bootstrap_delta(pairs: list[tuple[dict, dict]], metric: str, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -507,13 +503,12 @@ def power_notes(cell: dict) -> list[str]:
         sd, n = p["paired_sd_pct"], len(p["seeds"])
         half = (p["ci95"][1] - p["ci95"][0]) / 2
         need = seeds_for_half_width(sd)
-        rule = (
-            f"SD > {SEED_RULE_SD_PCT:.0f}%: add seeds up to {MAX_SEEDS}"
-            if sd > SEED_RULE_SD_PCT and n < MAX_SEEDS
-            else f"SD ≤ {SEED_RULE_SD_PCT:.0f}%: no seeds to add"
-            if sd <= SEED_RULE_SD_PCT
-            else f"SD > {SEED_RULE_SD_PCT:.0f}% at the {MAX_SEEDS}-seed cap"
-        )
+        if sd <= SEED_RULE_SD_PCT:
+            rule = f"SD ≤ {SEED_RULE_SD_PCT:.0f}%: no seeds to add"
+        elif n < MAX_SEEDS:
+            rule = f"SD > {SEED_RULE_SD_PCT:.0f}%: add seeds up to {MAX_SEEDS}"
+        else:
+            rule = f"SD > {SEED_RULE_SD_PCT:.0f}% at the {MAX_SEEDS}-seed cap"
         aim = (
             f"±{AIM_HALF_WIDTH_PP:.0f} points needs {need} seeds"
             if need

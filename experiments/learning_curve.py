@@ -83,7 +83,11 @@ def main():
         "too short to judge"
         if change is None
         else f"validation force MAE changed by {100 * change:+.1f}% over the last quarter of the epochs: "
-        + ("converged (|change| < 3%)" if criterion["converged"] else "still changing (|change| ≥ 3%), not converged")
+        + (
+            f"converged (|change| < {CONVERGED_BELOW:.0%})"
+            if criterion["converged"]
+            else f"still changing (|change| ≥ {CONVERGED_BELOW:.0%}), not converged"
+        )
     )
     md = f"Command: `{args.command}`\n\n" + "\n".join(lines) + f"\n\nBudget criterion (issue 13): {verdict}.\n"
     path.with_suffix(".md").write_text(md)

@@ -303,7 +303,7 @@ def test_report_selection_on_validation():
 def test_learning_curve_budget_criterion():
     """The budget rule of issue 13: change of the validation force MAE over the last quarter."""
     lc = _load("learning_curve")
-    falling = [100.0 / (1 + e) for e in range(40)]  # 1/e: still falling by 23% over the last 10 epochs
+    falling = [100.0 / (1 + e) for e in range(40)]  # 1/(1+e): still falling by 25% over the last 10 epochs
     assert lc.last_quarter_change(falling) == pytest.approx(30 / 40 - 1)
     assert abs(lc.last_quarter_change(falling)) > lc.CONVERGED_BELOW
     flat = [50.0 + 0.01 * (e % 2) for e in range(40)]
