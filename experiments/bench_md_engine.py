@@ -118,7 +118,7 @@ def bench_model_call(pot, atoms, capacity, n: int = 10) -> dict:
 
 
 def bench_jax(pot, atoms, steps: int, chunk: int, traces: TraceCounter) -> dict:
-    from scalarjax.simulation.engine import run_md_engine
+    from scalarjax.simulation.md import run_md_engine
 
     kw = dict(log_interval=steps, traj_interval=steps, progress=False, seed=0, chunk_steps=min(chunk, steps))
     s, n_traces = traces.run(lambda: run_md_engine(atoms, pot, "nve", 300.0, 1.0, steps, **kw))

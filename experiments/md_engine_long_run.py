@@ -47,7 +47,7 @@ def main():
 
     from scalarjax.config import load_model_config
     from scalarjax.potential import Potential
-    from scalarjax.simulation.engine import run_md_engine
+    from scalarjax.simulation.md import run_md_engine
 
     atoms = si_cells(args.data)["si_64"]
     if args.run:

@@ -231,12 +231,12 @@ def _cmd_md(args) -> int:
 
 def _md_runner(args):
     """``--engine ase``: :func:`scalarjax.simulation.md.run_md` with the ASE calculator; ``--engine jax``:
-    :func:`scalarjax.simulation.engine.run_md_engine` (K steps per device call, on-device neighbour list)."""
+    :func:`scalarjax.simulation.md.run_md_engine` (K steps per device call, on-device neighbour list)."""
     import functools
 
     if args.engine == "jax":
         from scalarjax.run import load_run
-        from scalarjax.simulation.engine import run_md_engine
+        from scalarjax.simulation.md import run_md_engine
 
         return functools.partial(run_md_engine, potential=load_run(args.run_dir, args.dtype), skin=args.skin, chunk_steps=args.chunk)
     from scalarjax.calculator import Calculator

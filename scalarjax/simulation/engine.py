@@ -1,6 +1,7 @@
 """Molecular dynamics inside XLA: K steps per host call, the neighbour list rebuilt on the device.
 
-``scalarjax md --engine jax`` (ensembles ``nve`` and ``nvt``). The ASE path
+``scalarjax md --engine jax`` (ensembles ``nve`` and ``nvt``; the driver with logs and trajectory is
+:func:`scalarjax.simulation.md.run_md_engine`). The ASE path
 (:mod:`scalarjax.simulation.md`) pays one host round-trip per step (neighbour list with matscipy,
 graph building, device copy); here a jitted ``lax.while_loop`` runs up to ``chunk_steps`` steps per
 call and the host only writes logs and trajectory frames between chunks.
@@ -49,10 +50,6 @@ integration runs in the model's dtype. The pressure is not computed (the log's P
 from __future__ import annotations
 
 import math
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import jax
@@ -291,131 +288,3 @@ class Engine:
         frame.set_velocities(np.asarray(s.velocities, np.float64))
         frame.calc = SinglePointCalculator(frame, energy=float(s.energy), forces=np.asarray(s.forces, np.float64))
         return frame
-
-
-@dataclass
-class _Recorder:
-    """Log rows (the format of :mod:`scalarjax.simulation.md`: ``time_ps E_total E_pot E_kin T P V``,
-    P not computed: nan) every ``log_interval`` steps and extxyz frames at chunk ends."""
-
-    atoms: object
-    timestep_fs: float
-    log_interval: int
-    log_file: object
-    trajectory: Optional[Path]
-    pbar: object
-    rows: list
-
-    def row(self, step: int, e_pot: float, e_kin: float) -> None:
-        from ase import units
-
-        if step % self.log_interval:
-            return
-        n = len(self.atoms)
-        row = {
-            "step": step,
-            "time_ps": step * self.timestep_fs / 1000,
-            "E_total": e_pot + e_kin,
-            "E_pot": e_pot,
-            "E_kin": e_kin,
-            "T_K": 2.0 * e_kin / (3 * n * units.kB),
-            "P_GPa": None,
-            "V_A3": self.atoms.get_volume() if all(self.atoms.pbc) else None,
-        }
-        self.rows.append(row)
-        if self.log_file:
-            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
-            self.log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} nan {v}\n")
-        self.pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
-
-    def frame(self, engine: Engine) -> None:
-        if self.trajectory:
-            import ase.io
-
-            ase.io.write(self.trajectory, engine.snapshot(self.atoms), format="extxyz", append=True)
-
-
-def _run_chunks(engine: Engine, rec: _Recorder, steps: int, traj_interval: int) -> None:
-    """Chunks of at most ``chunk_steps`` that end on every multiple of ``traj_interval``."""
-    done = 0
-    while done < steps:
-        n = min(engine.settings.max_steps, steps - done, traj_interval - done % traj_interval)
-        obs = engine.advance(n)
-        for k, (e_pot, e_kin) in enumerate(obs):
-            rec.row(done + k + 1, float(e_pot), float(e_kin))
-        done += n
-        rec.pbar.update(n)
-        if done % traj_interval == 0:
-            rec.frame(engine)
-
-
-def run_md_engine(
-    atoms,
-    potential,
-    ensemble: str = "nve",
-    temperature_K: float = 300.0,
-    timestep_fs: float = 1.0,
-    steps: int = 1000,
-    friction_per_fs: float = 0.01,
-    log_interval: int = 10,
-    traj_interval: int = 100,
-    trajectory: Optional[Path] = None,
-    log: Optional[Path] = None,
-    seed: int = 0,
-    progress: Optional[bool] = None,
-    skin: float = SKIN,
-    capacity: Optional[int] = None,
-    chunk_steps: int = CHUNK_STEPS,
-) -> dict:
-    """:func:`scalarjax.simulation.md.run_md` on the in-XLA engine: same outputs (log rows every
-    ``log_interval`` steps from step 0, extxyz frames every ``traj_interval`` steps from step 0,
-    summary with throughput and NVE drift), ``atoms`` left at the final positions and velocities.
-    The summary adds ``compile_seconds`` (start state and loop, before the clock), the final
-    ``neighbor_capacity``, ``neighbor_builds`` and ``reallocations``."""
-    from scalarjax.progress import bar
-    from scalarjax.simulation.md import check_md_settings, energy_statistics, fresh_outputs, initial_velocities
-
-    if ensemble not in ENSEMBLES:
-        raise InputError(f"md --ensemble {ensemble} needs --engine ase (the jax engine runs {', '.join(ENSEMBLES)})")
-    check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
-    initial_velocities(atoms, temperature_K, seed)
-    t0 = time.perf_counter()
-    kw = dict(ensemble=ensemble, timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs)
-    engine = Engine(potential, atoms, **kw, skin=skin, capacity=capacity, chunk_steps=chunk_steps, seed=seed)
-    engine.compile()
-    compile_seconds, compiles_before = time.perf_counter() - t0, engine.compile_count
-    log_file = fresh_outputs(log, trajectory)
-    pbar = bar(None, steps, f"MD {ensemble} (jax)", sys.stderr.isatty() if progress is None else progress, unit="step")
-    rec = _Recorder(atoms, timestep_fs, log_interval, log_file, trajectory, pbar, [])
-    rec.row(0, float(engine.state.energy), float(kinetic_energy(engine.system.masses, engine.state.velocities)))
-    rec.frame(engine)
-    t0 = time.perf_counter()
-    try:
-        _run_chunks(engine, rec, steps, traj_interval)
-    finally:
-        pbar.close()
-        log_file and log_file.close()
-    seconds = time.perf_counter() - t0
-    final = engine.snapshot(atoms)
-    atoms.set_positions(final.get_positions())
-    atoms.set_velocities(final.get_velocities())
-    summary = {
-        "engine": "jax",
-        **dict(ensemble=ensemble, n_atoms=len(atoms), steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
-        **dict(seconds=seconds, steps_per_s=steps / seconds, compile_seconds=compile_seconds),
-        **_engine_counters(engine, compiles_before),
-        "rows": rec.rows,
-    }
-    if len(rec.rows) > 2:
-        summary.update(energy_statistics(rec.rows, len(atoms)))
-    return summary
-
-
-def _engine_counters(engine: Engine, compiles_before: int) -> dict:
-    """Compilations since ``compiles_before``, final neighbour-list capacity, builds and reallocations."""
-    return {
-        "compiles_during_run": engine.compile_count - compiles_before,
-        "neighbor_capacity": engine.capacity,
-        "neighbor_builds": int(engine.state.neighbors.builds),
-        "reallocations": engine.reallocations,
-    }

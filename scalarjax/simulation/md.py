@@ -1,6 +1,8 @@
-"""Molecular dynamics on ASE's integrators with a scalarjax calculator.
+"""Molecular dynamics drivers: :func:`run_md` on ASE's integrators with a scalarjax calculator, and
+:func:`run_md_engine` on the in-XLA engine (:mod:`scalarjax.simulation.engine`, ``nve``/``nvt``),
+with the same log, trajectory and summary.
 
-Ensembles: ``nve`` (velocity Verlet), ``nvt`` (Langevin, friction in 1/fs), ``npt`` (isotropic
+ASE path ensembles: ``nve`` (velocity Verlet), ``nvt`` (Langevin, friction in 1/fs), ``npt`` (isotropic
 Martyna–Tobias–Klein Nosé–Hoover chains, ``IsotropicMTKNPT``; periodic cells only). Units: time fs,
 temperature K, pressure GPa, energies eV. The log has one row per ``log_interval`` steps:
 
@@ -137,7 +139,7 @@ def run_md(
     from scalarjax.progress import bar
 
     pbar = bar(None, steps, f"MD {ensemble}", progress, unit="step")
-    observer = _Observer(atoms, dyn, timestep_fs, log_interval, log_file, pbar)
+    observer = _Observer(atoms, dyn, log_interval, _Log(timestep_fs, log_file, pbar))
     dyn.attach(observer.observe, interval=log_interval)
     if trajectory:
         import ase.io
@@ -149,7 +151,7 @@ def run_md(
     pbar.close()
     if log_file:
         log_file.close()
-    rows = observer.rows
+    rows = observer.log.rows
     summary = {
         "ensemble": ensemble,
         "n_atoms": len(atoms),
@@ -163,6 +165,99 @@ def run_md(
     }
     if len(rows) > 2:
         summary.update(energy_statistics(rows, len(atoms)))
+    return summary
+
+
+def run_md_engine(
+    atoms,
+    potential,
+    ensemble: str = "nve",
+    temperature_K: float = 300.0,
+    timestep_fs: float = 1.0,
+    steps: int = 1000,
+    friction_per_fs: float = 0.01,
+    log_interval: int = 10,
+    traj_interval: int = 100,
+    trajectory: Optional[Path] = None,
+    log: Optional[Path] = None,
+    seed: int = 0,
+    progress: Optional[bool] = None,
+    skin: Optional[float] = None,
+    capacity: Optional[int] = None,
+    chunk_steps: Optional[int] = None,
+) -> dict:
+    """:func:`run_md` on the in-XLA engine (:class:`scalarjax.simulation.engine.Engine`, ensembles
+    ``nve`` and ``nvt``): same outputs (log rows every ``log_interval`` steps from step 0, extxyz
+    frames every ``traj_interval`` steps from step 0, summary with throughput and NVE drift),
+    ``atoms`` left at the final positions and velocities. The log's P column is nan (the engine does
+    not compute the stress). ``skin`` (Å), ``capacity`` and ``chunk_steps`` default to the engine's
+    ``SKIN``, initial capacity and ``CHUNK_STEPS``. The summary adds ``compile_seconds`` (start state
+    and loop, before the clock), the final ``neighbor_capacity``, ``neighbor_builds`` and
+    ``reallocations``."""
+    from ase import units
+
+    from scalarjax.progress import bar
+    from scalarjax.simulation import engine as xla
+
+    if ensemble not in xla.ENSEMBLES:
+        raise InputError(f"md --ensemble {ensemble} needs --engine ase (the jax engine runs {', '.join(xla.ENSEMBLES)})")
+    check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
+    initial_velocities(atoms, temperature_K, seed)
+    t0 = time.perf_counter()
+    kw = dict(ensemble=ensemble, timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs)
+    skin = xla.SKIN if skin is None else skin
+    chunk_steps = xla.CHUNK_STEPS if chunk_steps is None else chunk_steps
+    engine = xla.Engine(potential, atoms, **kw, skin=skin, capacity=capacity, chunk_steps=chunk_steps, seed=seed)
+    engine.compile()
+    compile_seconds, compiles_before = time.perf_counter() - t0, engine.compile_count
+    log_file = fresh_outputs(log, trajectory)
+    pbar = bar(None, steps, f"MD {ensemble} (jax)", sys.stderr.isatty() if progress is None else progress, unit="step")
+    out = _Log(timestep_fs, log_file, pbar)
+    n_atoms = len(atoms)
+    volume = atoms.get_volume() if all(atoms.pbc) else None
+
+    def record(step: int, e_pot: float, e_kin: float) -> None:
+        if step % log_interval == 0:
+            out.add(step, e_pot, e_kin, 2.0 * e_kin / (3 * n_atoms * units.kB), None, volume)
+
+    def frame() -> None:
+        if trajectory:
+            import ase.io
+
+            ase.io.write(trajectory, engine.snapshot(atoms), format="extxyz", append=True)
+
+    record(0, float(engine.state.energy), float(xla.kinetic_energy(engine.system.masses, engine.state.velocities)))
+    frame()
+    t0 = time.perf_counter()
+    try:
+        done = 0
+        while done < steps:  # chunks of at most chunk_steps that end on every multiple of traj_interval
+            n = min(chunk_steps, steps - done, traj_interval - done % traj_interval)
+            for k, (e_pot, e_kin) in enumerate(engine.advance(n)):
+                record(done + k + 1, float(e_pot), float(e_kin))
+            done += n
+            pbar.update(n)
+            if done % traj_interval == 0:
+                frame()
+    finally:
+        pbar.close()
+        log_file and log_file.close()
+    seconds = time.perf_counter() - t0
+    final = engine.snapshot(atoms)
+    atoms.set_positions(final.get_positions())
+    atoms.set_velocities(final.get_velocities())
+    summary = {
+        "engine": "jax",
+        **dict(ensemble=ensemble, n_atoms=n_atoms, steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
+        **dict(seconds=seconds, steps_per_s=steps / seconds, compile_seconds=compile_seconds),
+        "compiles_during_run": engine.compile_count - compiles_before,
+        "neighbor_capacity": engine.capacity,
+        "neighbor_builds": int(engine.state.neighbors.builds),
+        "reallocations": engine.reallocations,
+        "rows": out.rows,
+    }
+    if len(out.rows) > 2:
+        summary.update(energy_statistics(out.rows, n_atoms))
     return summary
 
 
@@ -184,39 +279,50 @@ def fresh_outputs(log: Optional[Path], trajectory: Optional[Path]):
 
 
 @dataclass
-class _Observer:
-    """Attached to the integrator every ``log_interval`` steps: one row of observables (eV, K, GPa,
-    Å³) to ``rows``, to the log file and to the progress bar."""
+class _Log:
+    """Rows of observables (eV, K, GPa, Å³; P and V ``None`` where not computed or not periodic) to
+    ``rows``, to the log file (nan for ``None``) and to the progress bar's postfix."""
 
-    atoms: Any
-    dyn: Any
     timestep_fs: float
-    log_interval: int
     log_file: Any
     pbar: Any
     rows: list = field(default_factory=list)
 
-    def observe(self) -> None:
-        atoms, step = self.atoms, self.dyn.nsteps
-        e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+    def add(self, step: int, e_pot: float, e_kin: float, T_K: float, P_GPa: Optional[float], V_A3: Optional[float]) -> None:
         row = {
             "step": step,
             "time_ps": step * self.timestep_fs / 1000,
             "E_total": e_pot + e_kin,
             "E_pot": e_pot,
             "E_kin": e_kin,
-            "T_K": atoms.get_temperature(),
-            "P_GPa": _pressure_GPa(atoms),
-            "V_A3": atoms.get_volume() if all(atoms.pbc) else None,
+            "T_K": T_K,
+            "P_GPa": P_GPa,
+            "V_A3": V_A3,
         }
         self.rows.append(row)
         if self.log_file:
-            p = "nan" if row["P_GPa"] is None else f"{row['P_GPa']:.6f}"
-            v = "nan" if row["V_A3"] is None else f"{row['V_A3']:.4f}"
-            self.log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {row['T_K']:.3f} {p} {v}\n")
+            p = "nan" if P_GPa is None else f"{P_GPa:.6f}"
+            v = "nan" if V_A3 is None else f"{V_A3:.4f}"
+            self.log_file.write(f"{row['time_ps']:.5f} {row['E_total']:.8f} {e_pot:.8f} {e_kin:.8f} {T_K:.3f} {p} {v}\n")
+        self.pbar.set_postfix_str(f"T {T_K:.0f} K  E {row['E_total']:.5f} eV")
+
+
+@dataclass
+class _Observer:
+    """Attached to the ASE integrator every ``log_interval`` steps: one row of the atoms' observables."""
+
+    atoms: Any
+    dyn: Any
+    log_interval: int
+    log: _Log
+
+    def observe(self) -> None:
+        atoms, step = self.atoms, self.dyn.nsteps
+        volume = atoms.get_volume() if all(atoms.pbc) else None
+        e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+        self.log.add(step, e_pot, e_kin, atoms.get_temperature(), _pressure_GPa(atoms), volume)
         if step:
-            self.pbar.update(self.log_interval)
-        self.pbar.set_postfix_str(f"T {row['T_K']:.0f} K  E {row['E_total']:.5f} eV")
+            self.log.pbar.update(self.log_interval)
 
 
 def energy_statistics(rows: list, n_atoms: int) -> dict:
