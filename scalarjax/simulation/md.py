@@ -186,16 +186,10 @@ def run_md_engine(
     capacity: Optional[int] = None,
     chunk_steps: Optional[int] = None,
 ) -> dict:
-    """:func:`run_md` on the in-XLA engine (:class:`scalarjax.simulation.engine.Engine`, ensembles
-    ``nve`` and ``nvt``): same outputs (log rows every ``log_interval`` steps from step 0, extxyz
-    frames every ``traj_interval`` steps from step 0, summary with throughput and NVE drift),
-    ``atoms`` left at the final positions and velocities. The log's P column is nan (the engine does
-    not compute the stress). ``skin`` (Å), ``capacity`` and ``chunk_steps`` default to the engine's
-    ``SKIN``, initial capacity and ``CHUNK_STEPS``. The summary adds ``compile_seconds`` (start state
-    and loop, before the clock), the final ``neighbor_capacity``, ``neighbor_builds`` and
-    ``reallocations``."""
-    from ase import units
-
+    """:func:`run_md` on the in-XLA engine (:class:`scalarjax.simulation.engine.Engine`, ``nve``/``nvt``):
+    the same log (P: nan, no stress), frames and summary, ``atoms`` left at the final state; ``skin``
+    (Å), ``capacity``, ``chunk_steps``: the engine's defaults unless given. The summary adds
+    ``compile_seconds`` (before the clock), ``neighbor_capacity``, ``neighbor_builds``, ``reallocations``."""
     from scalarjax.progress import bar
     from scalarjax.simulation import engine as xla
 
@@ -204,41 +198,19 @@ def run_md_engine(
     check_md_settings(steps, timestep_fs, temperature_K, log_interval, traj_interval, friction_per_fs)
     initial_velocities(atoms, temperature_K, seed)
     t0 = time.perf_counter()
-    kw = dict(ensemble=ensemble, timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs)
-    skin = xla.SKIN if skin is None else skin
-    chunk_steps = xla.CHUNK_STEPS if chunk_steps is None else chunk_steps
-    engine = xla.Engine(potential, atoms, **kw, skin=skin, capacity=capacity, chunk_steps=chunk_steps, seed=seed)
+    kw = dict(ensemble=ensemble, timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs, seed=seed)
+    given = {k: v for k, v in dict(skin=skin, capacity=capacity, chunk_steps=chunk_steps).items() if v is not None}
+    engine = xla.Engine(potential, atoms, **kw, **given)
     engine.compile()
     compile_seconds, compiles_before = time.perf_counter() - t0, engine.compile_count
     log_file = fresh_outputs(log, trajectory)
     pbar = bar(None, steps, f"MD {ensemble} (jax)", sys.stderr.isatty() if progress is None else progress, unit="step")
-    out = _Log(timestep_fs, log_file, pbar)
-    n_atoms = len(atoms)
-    volume = atoms.get_volume() if all(atoms.pbc) else None
-
-    def record(step: int, e_pot: float, e_kin: float) -> None:
-        if step % log_interval == 0:
-            out.add(step, e_pot, e_kin, 2.0 * e_kin / (3 * n_atoms * units.kB), None, volume)
-
-    def frame() -> None:
-        if trajectory:
-            import ase.io
-
-            ase.io.write(trajectory, engine.snapshot(atoms), format="extxyz", append=True)
-
-    record(0, float(engine.state.energy), float(xla.kinetic_energy(engine.system.masses, engine.state.velocities)))
-    frame()
+    rec = _EngineRecorder(engine, atoms, _Log(timestep_fs, log_file, pbar), log_interval, trajectory)
+    rec.row(0, float(engine.state.energy), float(xla.kinetic_energy(engine.system.masses, engine.state.velocities)))
+    rec.frame()
     t0 = time.perf_counter()
     try:
-        done = 0
-        while done < steps:  # chunks of at most chunk_steps that end on every multiple of traj_interval
-            n = min(chunk_steps, steps - done, traj_interval - done % traj_interval)
-            for k, (e_pot, e_kin) in enumerate(engine.advance(n)):
-                record(done + k + 1, float(e_pot), float(e_kin))
-            done += n
-            pbar.update(n)
-            if done % traj_interval == 0:
-                frame()
+        _run_chunks(engine, rec, steps, traj_interval)
     finally:
         pbar.close()
         log_file and log_file.close()
@@ -248,17 +220,53 @@ def run_md_engine(
     atoms.set_velocities(final.get_velocities())
     summary = {
         "engine": "jax",
-        **dict(ensemble=ensemble, n_atoms=n_atoms, steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
+        **dict(ensemble=ensemble, n_atoms=len(atoms), steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
         **dict(seconds=seconds, steps_per_s=steps / seconds, compile_seconds=compile_seconds),
-        "compiles_during_run": engine.compile_count - compiles_before,
-        "neighbor_capacity": engine.capacity,
-        "neighbor_builds": int(engine.state.neighbors.builds),
-        "reallocations": engine.reallocations,
-        "rows": out.rows,
+        **dict(compiles_during_run=engine.compile_count - compiles_before, neighbor_capacity=engine.capacity),
+        **dict(neighbor_builds=int(engine.state.neighbors.builds), reallocations=engine.reallocations, rows=rec.log.rows),
     }
-    if len(out.rows) > 2:
-        summary.update(energy_statistics(out.rows, n_atoms))
+    if len(rec.log.rows) > 2:
+        summary.update(energy_statistics(rec.log.rows, len(atoms)))
     return summary
+
+
+@dataclass
+class _EngineRecorder:
+    """The in-XLA engine's rows (every ``log_interval`` steps; T from E_kin, the cell's fixed volume)
+    and extxyz frames (:meth:`Engine.snapshot`)."""
+
+    engine: Any
+    atoms: Any
+    log: _Log
+    log_interval: int
+    trajectory: Optional[Path]
+
+    def row(self, step: int, e_pot: float, e_kin: float) -> None:
+        from ase import units
+
+        if step % self.log_interval == 0:
+            volume = self.atoms.get_volume() if all(self.atoms.pbc) else None
+            self.log.add(step, e_pot, e_kin, 2.0 * e_kin / (3 * len(self.atoms) * units.kB), None, volume)
+
+    def frame(self) -> None:
+        if self.trajectory:
+            import ase.io
+
+            ase.io.write(self.trajectory, self.engine.snapshot(self.atoms), format="extxyz", append=True)
+
+
+def _run_chunks(engine, rec: _EngineRecorder, steps: int, traj_interval: int) -> None:
+    """``steps`` steps of ``engine`` in chunks of at most its ``chunk_steps`` that end on every
+    multiple of ``traj_interval`` (a frame there); a row after each step."""
+    done = 0
+    while done < steps:
+        n = min(engine.settings.max_steps, steps - done, traj_interval - done % traj_interval)
+        for k, (e_pot, e_kin) in enumerate(engine.advance(n)):
+            rec.row(done + k + 1, float(e_pot), float(e_kin))
+        done += n
+        rec.log.pbar.update(n)
+        if done % traj_interval == 0:
+            rec.frame()
 
 
 def fresh_outputs(log: Optional[Path], trajectory: Optional[Path]):
