@@ -158,6 +158,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Process 1 of the two-process run: the `scalarjax train` command (in-process, no allocator re-exec),
+# late by LAG_S seconds after jax.distributed has started, before the model is built, as a process
+# on a loaded machine can be. XLA's gloo collectives give the first all-reduce a fixed 30 s for every
+# process to join; the trainer's coordination-service barrier has to absorb the lag.
+LAG_S = 35
+LATE_PROCESS = f"""
+import sys, time
+import scalarjax.training.trainer as trainer
+build = trainer._build
+def late_build(*args, **kwargs):
+    print("process 1: {LAG_S} s late", flush=True)
+    time.sleep({LAG_S})
+    return build(*args, **kwargs)
+trainer._build = late_build
+from scalarjax.cli import main
+sys.exit(main(["train", sys.argv[1]]))
+"""
+
+
 def test_two_processes_match_one(data_file, runs, tmp_path):
     root, ref, _ = runs
     one = root / "one"
@@ -165,9 +184,10 @@ def test_two_processes_match_one(data_file, runs, tmp_path):
     cfg_path.write_text(yaml.safe_dump(raw_config(data_file, tmp_path / "two", max_epochs=1)))
     env = _env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2", SCALARJAX_DISTRIBUTED_TIMEOUT="300")
     env.pop("XLA_FLAGS", None)  # one CPU device per process
+    commands = ([sys.executable, "-m", "scalarjax.cli", "train"], [sys.executable, "-c", LATE_PROCESS])
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "scalarjax.cli", "train", str(cfg_path)],
+            [*commands[i], str(cfg_path)],
             env={**env, "JAX_PROCESS_ID": str(i)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -177,6 +197,7 @@ def test_two_processes_match_one(data_file, runs, tmp_path):
     ]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    assert f"process 1: {LAG_S} s late" in outs[1]
     two = tmp_path / "two"
     assert len(losses(two)) == 1  # metrics written once (process 0 only), not once per process
     assert losses(two)[0] == pytest.approx(losses(one)[0], rel=1e-12)

@@ -226,6 +226,20 @@ class DataParallel:
         """Process 0: the one that writes the run directory's files (not the orbax checkpoints)."""
         return jax.process_index() == 0
 
+    def barrier(self, name: str) -> None:
+        """Wait until every process reaches ``barrier(name)`` (a no-op in one process), through the
+        ``jax.distributed`` coordination service, for as long as :data:`TIMEOUT_ENV` allows.
+
+        Called before the first cross-process collective: XLA's CPU (gloo) collectives wait a fixed
+        30 s for every process to join their first all-reduce (orbax's first barrier is one), and
+        processes that read, trace and compile at different speeds on a loaded machine drift
+        further apart than that."""
+        if jax.process_count() == 1:
+            return
+        import orbax.checkpoint as ocp
+
+        ocp.multihost.get_barrier_sync_fn()(key=f"scalarjax/{name}", timeout_ms=1000 * (_int_env(TIMEOUT_ENV) or 300))
+
     @property
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, P())

@@ -282,6 +282,7 @@ def _loop(run: Run, progress: bool) -> None:
     """Epochs until ``max_epochs`` (or ``time_limit_s``), resuming from the latest checkpoint;
     one metrics.jsonl line and one checkpoint per epoch."""
     tc = run.cfg.training
+    run.par.barrier("checkpoints")  # the processes meet before orbax's first (collective) barrier
     manager = _checkpoint_manager(run.run_dir, run.cfg.output.keep_checkpoints)
     loop = LoopState(epoch=0, lr=tc.lr, energy_weight=tc.energy_weight)
     if run.resume:
