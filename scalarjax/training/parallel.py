@@ -43,7 +43,8 @@ from scalarjax.training.loss import LossWeights, loss_terms
 from scalarjax.training.optim import make_train_step
 
 AXIS = "data"
-TIMEOUT_ENV = "SCALARJAX_DISTRIBUTED_TIMEOUT"  # seconds to wait for the coordinator (default 300)
+TIMEOUT_ENV = "SCALARJAX_DISTRIBUTED_TIMEOUT"  # seconds to wait for the coordinator and the other processes
+DEFAULT_TIMEOUT_S = 300
 
 
 def _index(array: np.ndarray, idx) -> np.ndarray:
@@ -79,7 +80,7 @@ def distributed_request() -> Optional[dict]:
     """
     if os.environ.get("SCALARJAX_DISTRIBUTED") == "0":
         return None
-    timeout = _int_env(TIMEOUT_ENV) or 300
+    timeout = _int_env(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         n, pid = _int_env("JAX_NUM_PROCESSES"), _int_env("JAX_PROCESS_ID")
         if n is None or pid is None:
@@ -238,7 +239,7 @@ class DataParallel:
             return
         import orbax.checkpoint as ocp
 
-        ocp.multihost.get_barrier_sync_fn()(key=f"scalarjax/{name}", timeout_ms=1000 * (_int_env(TIMEOUT_ENV) or 300))
+        ocp.multihost.get_barrier_sync_fn()(key=f"scalarjax/{name}", timeout_ms=1000 * (_int_env(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
 
     @property
     def replicated(self) -> NamedSharding:
