@@ -151,18 +151,15 @@ def run_md(
     pbar.close()
     if log_file:
         log_file.close()
-    rows = observer.log.rows
-    summary = {
-        "ensemble": ensemble,
-        "n_atoms": len(atoms),
-        "steps": steps,
-        "timestep_fs": timestep_fs,
-        "temperature_K": temperature_K,
-        "seconds": seconds,
-        "steps_per_s": steps / seconds,
-        "compiles_during_run": (pot.compile_count - compiles_before) if pot is not None else None,
-        "rows": rows,
-    }
+    compiles = (pot.compile_count - compiles_before) if pot is not None else None
+    return _summary(atoms, observer.log.rows, ensemble, steps, timestep_fs, temperature_K, seconds, compiles)
+
+
+def _summary(atoms, rows, ensemble, steps, timestep_fs, temperature_K, seconds, compiles, **extra) -> dict:
+    """The summary both drivers return: settings, throughput, ``extra`` (engine counters), the logged rows
+    and, past two rows, :func:`energy_statistics` (drift)."""
+    summary = dict(ensemble=ensemble, n_atoms=len(atoms), steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K)
+    summary.update(seconds=seconds, steps_per_s=steps / seconds, compiles_during_run=compiles, **extra, rows=rows)
     if len(rows) > 2:
         summary.update(energy_statistics(rows, len(atoms)))
     return summary
@@ -218,16 +215,11 @@ def run_md_engine(
     final = engine.snapshot(atoms)
     atoms.set_positions(final.get_positions())
     atoms.set_velocities(final.get_velocities())
-    summary = {
-        "engine": "jax",
-        **dict(ensemble=ensemble, n_atoms=len(atoms), steps=steps, timestep_fs=timestep_fs, temperature_K=temperature_K),
-        **dict(seconds=seconds, steps_per_s=steps / seconds, compile_seconds=compile_seconds),
-        **dict(compiles_during_run=engine.compile_count - compiles_before, neighbor_capacity=engine.capacity),
-        **dict(neighbor_builds=int(engine.state.neighbors.builds), reallocations=engine.reallocations, rows=rec.log.rows),
-    }
-    if len(rec.log.rows) > 2:
-        summary.update(energy_statistics(rec.log.rows, len(atoms)))
-    return summary
+    counters = dict(compile_seconds=compile_seconds, neighbor_capacity=engine.capacity,
+                    neighbor_builds=int(engine.state.neighbors.builds), reallocations=engine.reallocations)
+    summary = _summary(atoms, rec.log.rows, ensemble, steps, timestep_fs, temperature_K, seconds,
+                       engine.compile_count - compiles_before, **counters)
+    return {"engine": "jax", **summary}
 
 
 @dataclass
