@@ -215,10 +215,15 @@ def run_md_engine(
     final = engine.snapshot(atoms)
     atoms.set_positions(final.get_positions())
     atoms.set_velocities(final.get_velocities())
-    counters = dict(compile_seconds=compile_seconds, neighbor_capacity=engine.capacity,
-                    neighbor_builds=int(engine.state.neighbors.builds), reallocations=engine.reallocations)
-    summary = _summary(atoms, rec.log.rows, ensemble, steps, timestep_fs, temperature_K, seconds,
-                       engine.compile_count - compiles_before, **counters)
+    counters = dict(
+        compile_seconds=compile_seconds,
+        neighbor_capacity=engine.capacity,
+        neighbor_builds=int(engine.state.neighbors.builds),
+        reallocations=engine.reallocations,
+    )
+    summary = _summary(
+        atoms, rec.log.rows, ensemble, steps, timestep_fs, temperature_K, seconds, engine.compile_count - compiles_before, **counters
+    )
     return {"engine": "jax", **summary}
 
 
