@@ -180,8 +180,20 @@ def code_pin_error(plan: dict, phase: str, git: dict) -> str | None:
         return (
             f"{phase} pins scalarjax/ to commit {pin} (paired runs need one code); run it from a worktree of that "
             f"commit: git worktree add -b campaign-{phase} ../campaign-{phase} {pin}, copy in "
-            "experiments/results/campaign/, run there with --commit and merge the branch back"
+            "experiments/results/campaign/, run there with PYTHONPATH=<worktree> and --commit, and merge the branch back"
         )
+    return None
+
+
+def import_location_error() -> str | None:
+    """The pin checks this checkout's ``scalarjax/``; the runs use the ``scalarjax`` Python imports,
+    which an editable install points at the checkout it was installed from (e.g. ``main``, not a
+    campaign worktree). Returns the one-line error when the two differ."""
+    import scalarjax
+
+    here = pathlib.Path(scalarjax.__file__).resolve().parent
+    if here != ROOT / "scalarjax":
+        return f"this process imports scalarjax from {here}, not from this checkout's {ROOT / 'scalarjax'}: run with PYTHONPATH={ROOT}"
     return None
 
 
@@ -270,7 +282,8 @@ def measure_artifacts(spec: RunSpec, budget: str = "default", timeout_s: float =
     cmd += ["--budget", budget, "--seed", str(spec.seed), "--out", str(out)]
     t0 = time.perf_counter()
     try:
-        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+        env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"artifacts did not finish within {timeout_s:.0f} s"}
     if res.returncode != 0 or not out.is_file():
@@ -345,6 +358,8 @@ def main(argv=None):
     # and refuse uncommitted library code (a result must name the code that produced it).
     import scalarjax.training.trainer  # noqa: F401
 
+    if (err := import_location_error()) and not args.allow_dirty:
+        sys.exit(err)
     git = git_state()
     if git["scalarjax_dirty"] and not args.allow_dirty:
         sys.exit("scalarjax/ has uncommitted changes: commit them first (each result records the commit that trained it)")
